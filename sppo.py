@@ -1,0 +1,510 @@
+"""Sequence-Level PPO (Wang et al., arXiv:2604.08865) on gym control tasks -- and its relatives.
+
+A whole episode is ONE action of a contextual bandit: the initial state s0 is the context (LLM: the
+prompt), the episode is the action (LLM: the response), its outcome R is the reward (LLM: 1 if the
+answer is correct), and a learned scalar V(s0) is the baseline. Every step of the episode gets the
+same advantage A = R - V(s0), and the PPO clipped objective trains the policy from one episode per
+context. Switching algorithm below is switching the advantage estimator (and the ratio granularity):
+
+    --algo sppo       A_b = R_b - V(s0_b)                        one episode per context
+    --algo ppo        GAE over a per-step critic V(s_t)          token-level PPO, one episode per context
+    --algo grpo       A_b = (R_b - mean_group) / std_group       G episodes from the same s0
+    --algo rloo       A_b = R_b - mean of the other G-1          G episodes from the same s0
+    --algo reinforce  A_b = R_b                                  no baseline at all
+
+Usage:
+    python sppo.py --env CartPole-v1                              # Sequence-Level PPO, default settings
+    python sppo.py --env CartPole-v1 --algo ppo                   # token-level PPO + GAE, same code path
+    python sppo.py --env CartPole-v1 --algo grpo --group-size 8
+    python sppo.py --env Pendulum-v1 --reward success             # binary outcome: upright at the end
+    python sppo.py --env CartPole-v1 --total-steps 20000          # a tiny run, for class
+    python sppo.py --resume runs/<run_name>/model.pt              # continue an interrupted run
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import envs
+from value import PromptValue, StepValue, mlp
+
+
+# ================================================================================================
+# Settings: one dataclass; the command line is generated from it, so docs and defaults agree.
+# ================================================================================================
+def opt(default, help):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class Args:
+    env: str = opt("CartPole-v1", "gymnasium id of the task")
+    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
+    ratio: str = opt("token", "importance-ratio granularity: token | seq (geometric mean) | joint")
+    reward: str = opt("return", "episode outcome R: return (sum of rewards) | success (binary, judged at the end)")
+    num_episodes: int = opt(32, "episodes per update B (LLM: responses per batch)")
+    group_size: int = opt(8, "G: episodes sharing one initial state (grpo and rloo only)")
+    total_steps: int = opt(1_000_000, "budget in env steps (real steps; padding after an episode ends is not counted)")
+    horizon: int = opt(0, "episode length limit H (0: the env's own time limit)")
+    lr: float = opt(3e-3, "actor learning rate (Adam)")
+    critic_lr: float = opt(3e-3, "critic learning rate (Adam)")
+    epochs: int = opt(4, "passes over each batch")
+    minibatches: int = opt(4, "minibatches per pass; each holds whole episodes")
+    clip_eps: float = opt(0.2, "PPO clip range epsilon")
+    dual_clip: float = opt(3.0, "dual-clip c for negative advantages (0: off)")
+    gamma: float = opt(1.0, "discount for GAE (ppo); the sequence-level outcome is undiscounted")
+    gae_lambda: float = opt(0.95, "GAE lambda (ppo)")
+    ent_coef: float = opt(0.0, "entropy bonus coefficient")
+    norm_adv: bool = opt(False, "standardise advantages over the batch's real steps")
+    max_grad_norm: float = opt(0.5, "gradient clipping (0: off)")
+    hidden: int = opt(64, "hidden units of the actor and critic MLPs")
+    stop_when_solved: bool = opt(True, "stop once the last-20-episode mean return reaches the env's threshold")
+    backend: str = opt("auto", "environments: auto | torch (native) | gymnasium")
+    device: str = opt("cpu", "cpu | cuda | auto")
+    seed: int = opt(1, "random seed")
+    threads: int = opt(1, "torch CPU threads (small MLPs run fastest on one)")
+    save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
+    run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
+    resume: str = opt("", "checkpoint to continue from (its saved settings are used; --total-steps and --device may change)")
+
+
+def parse_args(argv=None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, default=f.default, action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=eval(f.type), default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
+    return Args(**vars(parser.parse_args(argv)))
+
+
+# ================================================================================================
+# The advantage estimators, side by side. Sequence-level ones return one number per episode [B];
+# the loss broadcasts it to every real step. (LLM: per response, broadcast to every token.)
+# ================================================================================================
+def sppo_advantage(outcome: torch.Tensor, prompt_value: torch.Tensor) -> torch.Tensor:
+    """A_b = R_b - V(s0_b). outcome [B], prompt_value [B] -> [B]. One sample per context: the learned
+    V(s0) replaces the G-sample group mean of GRPO."""
+    return outcome - prompt_value
+
+
+def grpo_advantage(outcome: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
+    """A_b = (R_b - mean_g) / (std_g + eps) over each consecutive group of G episodes that share s0.
+    outcome [B] -> [B]. With a 0/1 outcome and success rate p this is +sqrt((1-p)/p) for a success and
+    -sqrt(p/(1-p)) for a failure: rare successes get large credit. std is the unbiased one (as verl)."""
+    grouped = outcome.view(-1, group_size)
+    return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + eps)).view(-1)
+
+
+def rloo_advantage(outcome: torch.Tensor, group_size: int) -> torch.Tensor:
+    """A_b = R_b - mean of the OTHER G-1 outcomes of its group (leave-one-out: the baseline does not
+    depend on the episode's own outcome, so the gradient stays unbiased). outcome [B] -> [B]."""
+    grouped = outcome.view(-1, group_size)
+    return (grouped - (grouped.sum(1, keepdim=True) - grouped) / (group_size - 1)).view(-1)
+
+
+def reinforce_advantage(outcome: torch.Tensor) -> torch.Tensor:
+    """A_b = R_b: no baseline, so every episode of a good batch is pushed up -- the variance SPPO's
+    V(s0) removes. outcome [B] -> [B]."""
+    return outcome.clone()
+
+
+def gae_advantage(rewards: torch.Tensor, values: torch.Tensor, step_mask: torch.Tensor,
+                  last_value: torch.Tensor, gamma: float, lam: float):
+    """Token-level credit assignment (Schulman et al. 2016), one advantage per step.
+
+    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t);   A_t = sum_l (gamma * lam)^l * delta_{t+l}
+    rewards, values, step_mask [T, B]; last_value [B] = V(state after the last real step), already
+    zero where the episode terminated (no future) and V(s_end) where it was cut by a time limit
+    (the future exists, we just did not see it -- bootstrap). Returns (advantages [T, B], returns
+    [T, B] = advantages + values, the critic's regression target); both are zero on padding.
+    With gamma = lam = 1, A_t = G_t - V(s_t), the Monte-Carlo advantage.
+    """
+    # V(s_{t+1}) while the episode runs, the bootstrap value right after its last real step
+    next_mask = torch.cat([step_mask[1:], torch.zeros_like(step_mask[:1])])
+    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
+    next_values = next_mask * next_values + (1 - next_mask) * last_value
+    deltas = rewards + gamma * next_values - values                         # [T, B]
+    advantages, running = torch.zeros_like(rewards), torch.zeros_like(last_value)
+    for t in reversed(range(rewards.shape[0])):
+        running = (deltas[t] + gamma * lam * next_mask[t] * running) * step_mask[t]
+        advantages[t] = running
+    return advantages, (advantages + values) * step_mask
+
+
+# ================================================================================================
+# The loss: PPO's clipped surrogate over real steps, at three ratio granularities.
+# ================================================================================================
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real steps only ("token-mean"): padding after an episode ends never leaks in."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def log_ratio(logp: torch.Tensor, logp_old: torch.Tensor, step_mask: torch.Tensor, ratio: str) -> torch.Tensor:
+    """log rho [T, B] at the chosen granularity (all inputs [T, B]).
+
+    token: log rho_t = log pi(a_t|s_t) - log pi_old(a_t|s_t), each step clipped on its own (paper Eq. 3)
+    seq:   log rho   = mean_t of the token log-ratios (geometric mean, as GSPO), one per episode
+    joint: log rho   = sum_t of the token log-ratios = log pi(episode)/pi_old(episode) (transition
+           probabilities cancel), one per episode; it leaves [1-eps, 1+eps] as soon as the policy moves.
+    For seq and joint the VALUE is the sequence's ratio (it decides clipping for all its steps) while
+    the GRADIENT flows through each step's own log-prob: d rho/d theta = rho * grad log pi(a_t|s_t).
+    Summed over the episode that is rho * grad log pi(episode) -- the exact policy gradient at rho = 1.
+    """
+    step_log_ratio = (logp - logp_old) * step_mask
+    if ratio == "token":
+        return step_log_ratio
+    seq_log_ratio = step_log_ratio.sum(0)
+    if ratio == "seq":
+        seq_log_ratio = seq_log_ratio / step_mask.sum(0).clamp(min=1)
+    return seq_log_ratio.detach() + logp - logp.detach()     # value: sequence ratio; gradient: per step
+
+
+def policy_loss(logp, logp_old, advantages, step_mask, ratio="token", clip_eps=0.2, dual_clip=3.0):
+    """L = - token-mean of min(rho * A, clip(rho, 1-eps, 1+eps) * A), with dual-clip for A < 0.
+
+    logp, logp_old, step_mask [T, B]; advantages [T, B] or [B] (a sequence advantage, broadcast).
+    Dual clip (Ye et al. 2020, kept by the official code): for A < 0 the surrogate is also bounded
+    below by c * A, so one very unlikely old action cannot produce an unbounded loss.
+    Returns (loss, stats) with clip_frac (share of real steps whose ratio was clipped) and approx_kl
+    (mean of (rho_t - 1) - log rho_t over real steps, always with token ratios: a pure diagnostic).
+    """
+    if advantages.dim() == 1:
+        advantages = advantages.expand_as(logp)
+    log_rho = log_ratio(logp, logp_old, step_mask, ratio)
+    rho = log_rho.exp()
+    surrogate = torch.min(rho * advantages, rho.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+    if dual_clip > 0:
+        surrogate = torch.where(advantages < 0, torch.max(surrogate, dual_clip * advantages), surrogate)
+    loss = -masked_mean(surrogate, step_mask)
+    with torch.no_grad():
+        token_log_rho = (logp - logp_old) * step_mask
+        stats = {"clip_frac": masked_mean(((rho - 1).abs() > clip_eps).float(), step_mask),
+                 "approx_kl": masked_mean(token_log_rho.exp() - 1 - token_log_rho, step_mask)}
+    return loss, stats
+
+
+# ================================================================================================
+# The policy: categorical for Discrete actions, Gaussian (state-independent std) for Box actions.
+# ================================================================================================
+class Actor(nn.Module):
+    def __init__(self, obs_dim: int, action_space, hidden: int = 64):
+        super().__init__()
+        self.discrete = hasattr(action_space, "n")
+        act_dim = action_space.n if self.discrete else int(np.prod(action_space.shape))
+        self.net = mlp(obs_dim, act_dim, hidden, out_gain=0.01)   # small last layer: near-uniform start
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(act_dim))
+
+    def dist(self, obs: torch.Tensor):
+        out = self.net(obs)
+        if self.discrete:
+            return torch.distributions.Categorical(logits=out)
+        return torch.distributions.Independent(torch.distributions.Normal(out, self.log_std.exp()), 1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor):
+        """obs [B, obs_dim] -> (action [B] or [B, act_dim], logp [B]). The env clips Box actions; the
+        log-prob is of the unclipped sample, the one the policy actually drew."""
+        d = self.dist(obs)
+        action = d.sample()
+        return action, d.log_prob(action)
+
+    def logp_entropy(self, obs: torch.Tensor, actions: torch.Tensor):
+        """obs [T, B, obs_dim], actions [T, B(, act_dim)] -> (logp [T, B], entropy [T, B])."""
+        d = self.dist(obs)
+        return d.log_prob(actions), d.entropy()
+
+
+# ================================================================================================
+# Plumbing: settings checks, checkpoints. (Nothing here changes the algorithm.)
+# ================================================================================================
+class ConfigError(ValueError):
+    """Impossible settings or unusable files: reported as one line, exit code 2."""
+
+
+def check_args(args: Args) -> None:
+    """Refuse impossible settings before anything is built, with what to do instead."""
+    choices = {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
+               "reward": ("return", "success"), "backend": ("auto", "torch", "gymnasium")}
+    for name, allowed in choices.items():
+        if getattr(args, name) not in allowed:
+            raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got '{getattr(args, name)}'")
+    for name in ("num_episodes", "total_steps", "epochs", "minibatches", "hidden", "save_every", "threads"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if args.horizon < 0:
+        raise ConfigError(f"--horizon must be >= 0 (0: the env's own limit), got {args.horizon}")
+    for name in ("lr", "critic_lr", "clip_eps"):
+        if not getattr(args, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    if not (args.dual_clip == 0 or args.dual_clip > 1):
+        raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {args.dual_clip}")
+    if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
+        raise ConfigError(f"need 0 < --gamma <= 1 and 0 <= --gae-lambda <= 1, got {args.gamma} and {args.gae_lambda}")
+    if args.ent_coef < 0 or args.max_grad_norm < 0:
+        raise ConfigError("--ent-coef and --max-grad-norm must be >= 0")
+    if args.minibatches > args.num_episodes:
+        raise ConfigError(f"--minibatches ({args.minibatches}) cannot exceed --num-episodes ({args.num_episodes})")
+    if args.algo in ("grpo", "rloo"):
+        if args.group_size < 2:
+            raise ConfigError(f"--algo {args.algo} compares episodes within a group: --group-size must be >= 2, got {args.group_size}")
+        if args.num_episodes % args.group_size:
+            raise ConfigError(f"--num-episodes ({args.num_episodes}) must be a multiple of --group-size ({args.group_size})")
+    if args.reward == "success" and args.env not in envs.SUCCESS:
+        raise ConfigError(f"'{args.env}' has no success predicate (have: {', '.join(envs.SUCCESS)}); use --reward return")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name} but no CUDA device is available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown --device '{name}'; use cpu, cuda or auto") from None
+
+
+def load_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint not found: {path}; pass the model.pt of an earlier run")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt["args"] = Args(**ckpt["args"])
+        missing = {"actor", "critic", "optimizer", "progress", "rng"} - set(ckpt)
+    except Exception as e:  # unpickling errors, a truncated zip, foreign content: not a usable checkpoint
+        raise ConfigError(f"cannot read checkpoint {path} (corrupt, or not written by sppo.py: {type(e).__name__}); "
+                          "start a new run or pass another model.pt") from None
+    if missing:
+        raise ConfigError(f"checkpoint {path} lacks {', '.join(sorted(missing))}; it was not written by sppo.py")
+    return ckpt
+
+
+def save_checkpoint(path: str, **state) -> None:
+    """Write to a temporary file, then rename: an interruption never leaves a half-written model.pt."""
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+# ================================================================================================
+# Training: rollout -> outcome -> advantage (with the pre-update critic) -> clipped updates.
+# ================================================================================================
+COLUMNS = ["update", "episodes", "env_steps", "wall_time", "mean_return", "success_rate", "policy_loss",
+           "value_loss", "entropy", "approx_kl", "clip_frac", "adv_std", "explained_var", "steps_per_s"]
+
+
+def compute_advantages(args: Args, batch: envs.Episodes, outcome: torch.Tensor, critic):
+    """The one place where the algorithms differ. Returns (advantages [T, B] or [B], critic targets)."""
+    if args.algo == "sppo":
+        critic_target = outcome                                      # V(s0) regresses on R
+        advantages = sppo_advantage(outcome, critic(batch.s0))
+    elif args.algo == "ppo":
+        if args.reward == "return":
+            rewards = batch.rewards * batch.step_mask
+            # bootstrap episodes cut by a time limit; a terminated one has no future
+            last_value = critic(batch.final_obs) * (~batch.terminated).float()
+        else:  # the binary outcome arrives at the last real step; the episode's end is the true end
+            last_step = (batch.lengths.long() - 1).clamp(min=0)
+            rewards = torch.zeros_like(batch.rewards).scatter_(0, last_step[None], outcome[None])
+            last_value = torch.zeros_like(outcome)
+        values = critic(batch.obs) * batch.step_mask
+        advantages, critic_target = gae_advantage(rewards, values, batch.step_mask, last_value,
+                                                  args.gamma, args.gae_lambda)
+    elif args.algo == "grpo":
+        advantages, critic_target = grpo_advantage(outcome, args.group_size), None
+    elif args.algo == "rloo":
+        advantages, critic_target = rloo_advantage(outcome, args.group_size), None
+    else:
+        advantages, critic_target = reinforce_advantage(outcome), None
+    return advantages, critic_target
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
+    var = target.var()
+    return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
+
+
+def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episodes, dict]:
+    """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps."""
+    group = args.group_size if args.algo in ("grpo", "rloo") else 1
+    batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed)
+    outcome = batch.returns if args.reward == "return" else batch.success.float()
+    mask = batch.step_mask                                           # [T, B] (LLM: response mask)
+    with torch.no_grad():
+        advantages, critic_target = compute_advantages(args, batch, outcome, critic)
+        step_adv = advantages.expand_as(mask) if advantages.dim() == 1 else advantages   # [T, B]
+        adv_std = float(step_adv[mask > 0].std()) if mask.sum() > 1 else 0.0
+        if args.norm_adv:
+            mean = masked_mean(step_adv, mask)
+            step_adv = (step_adv - mean) / (masked_mean((step_adv - mean) ** 2, mask).sqrt() + 1e-8)
+        if args.algo == "sppo":
+            ev = explained_variance(critic(batch.s0), outcome)
+        elif args.algo == "ppo":
+            ev = explained_variance(critic(batch.obs)[mask > 0], critic_target[mask > 0])
+        else:
+            ev = float("nan")
+        if critic is not None and args.reward == "return":
+            critic.scaler.update(critic_target if args.algo == "sppo" else critic_target[mask > 0])
+
+    B = mask.shape[1]
+    sums = {k: 0.0 for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")}
+    n = 0
+    for _ in range(args.epochs):
+        for idx in torch.randperm(B, device=mask.device).split(math.ceil(B / args.minibatches)):
+            m = mask[:, idx]
+            logp, entropy = actor.logp_entropy(batch.obs[:, idx], batch.actions[:, idx])
+            pg_loss, stats = policy_loss(logp, batch.logp[:, idx], step_adv[:, idx], m,
+                                         args.ratio, args.clip_eps, args.dual_clip)
+            ent = masked_mean(entropy, m)
+            loss = pg_loss - args.ent_coef * ent
+            if args.algo == "sppo":
+                value_loss = critic.loss(batch.s0[idx], critic_target[idx]).mean()
+            elif args.algo == "ppo":
+                value_loss = masked_mean(critic.loss(batch.obs[:, idx], critic_target[:, idx]), m)
+            else:
+                value_loss = torch.zeros(())
+            optimizer.zero_grad()
+            (loss + value_loss).backward()                      # separate networks: no coefficient needed
+            if args.max_grad_norm > 0:
+                for net in (actor, critic):
+                    if net is not None:
+                        nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            optimizer.step()
+            for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("entropy", ent), *stats.items()):
+                sums[k] += float(v.detach())
+            n += 1
+    row = {k: v / n for k, v in sums.items()}
+    row.update(mean_return=float(batch.returns.mean()), adv_std=adv_std, explained_var=ev,
+               success_rate="" if batch.success is None else float(batch.success.float().mean()))
+    return batch, row
+
+
+def train(args: Args) -> int:
+    check_args(args)
+    ckpt = load_checkpoint(args.resume) if args.resume else None
+    if ckpt is not None:  # continue with the saved settings; only the budget and the device may change
+        args = dataclasses.replace(ckpt["args"], total_steps=args.total_steps, device=args.device, resume=args.resume)
+    device = pick_device(args.device)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    run_name = args.run_name or f"{args.env}__{args.algo}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if ckpt else os.path.join("runs", run_name)
+    if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
+        raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
+
+    env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
+                        max_episode_steps=args.horizon or None)
+    obs_space = env.single_observation_space
+    if len(getattr(obs_space, "shape", ()) or ()) != 1 or not (hasattr(env.single_action_space, "n") or
+                                                                len(env.single_action_space.shape) == 1):
+        raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
+    obs_dim = obs_space.shape[0]
+    actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
+    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target=args.reward),
+              "ppo": lambda: StepValue(obs_dim, args.hidden)}.get(args.algo, lambda: None)()
+    groups = [{"params": actor.parameters(), "lr": args.lr}]
+    if critic is not None:
+        critic.to(device)
+        groups.append({"params": critic.parameters(), "lr": args.critic_lr})
+    optimizer = torch.optim.Adam(groups, eps=1e-5)
+    progress = {"update": 0, "episodes": 0, "env_steps": 0, "wall_time": 0.0, "recent_returns": []}
+    if ckpt is not None:
+        actor.load_state_dict(ckpt["actor"])
+        if critic is not None:
+            critic.load_state_dict(ckpt["critic"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        progress = ckpt["progress"]
+        torch.set_rng_state(ckpt["rng"])
+    os.makedirs(run_dir, exist_ok=True)
+    ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
+
+    def save():
+        save_checkpoint(ckpt_path, args=dataclasses.asdict(args), actor=actor.state_dict(),
+                        critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
+                        progress=progress, rng=torch.get_rng_state())
+
+    from tqdm import tqdm
+    threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved else None
+    recent = deque(progress["recent_returns"], maxlen=20)   # the last 20 finished episodes
+    status, start = "budget reached", time.perf_counter() - progress["wall_time"]
+    with open(csv_path, "a" if ckpt else "w", newline="") as f, \
+            tqdm(total=args.total_steps, initial=progress["env_steps"], unit="step", disable=None) as bar:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if ckpt is None:
+            writer.writeheader()
+        try:
+            while progress["env_steps"] < args.total_steps:
+                # every update's initial states come from its own seed, so --resume replays the same run
+                batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"])
+                steps = int(batch.step_mask.sum())
+                recent.extend(batch.returns.tolist())
+                progress.update(update=progress["update"] + 1, episodes=progress["episodes"] + batch.step_mask.shape[1],
+                                env_steps=progress["env_steps"] + steps, wall_time=time.perf_counter() - start,
+                                recent_returns=list(recent))
+                row.update({k: progress[k] for k in ("update", "episodes", "env_steps", "wall_time")},
+                           steps_per_s=progress["env_steps"] / progress["wall_time"])
+                writer.writerow(row)
+                f.flush()
+                bar.update(steps)
+                bar.set_postfix(ret=f"{row['mean_return']:.1f}", last20=f"{np.mean(recent):.1f}")
+                if progress["update"] % args.save_every == 0:
+                    save()
+                if threshold is not None and len(recent) == 20 and np.mean(recent) >= threshold:
+                    status = f"solved (last-20 mean return {np.mean(recent):.1f} >= {threshold:g})"
+                    break
+        except KeyboardInterrupt:
+            status = "interrupted (Ctrl-C)"
+        finally:
+            save()
+    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), args)
+    print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
+          f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
+          f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")
+    return 130 if status.startswith("interrupted") else 0
+
+
+def plot_progress(csv_path: str, png_path: str, args: Args) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = [int(r["env_steps"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, [float(r["mean_return"]) for r in rows], label="mean return")
+    ax.set_xlabel("env steps"), ax.set_ylabel("mean episode return"), ax.set_title(f"{args.algo} on {args.env}")
+    if rows[0]["success_rate"] != "":
+        ax2 = ax.twinx()
+        ax2.plot(steps, [float(r["success_rate"]) for r in rows], color="tab:orange", label="success rate")
+        ax2.set_ylabel("success rate"), ax2.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    try:
+        return train(parse_args(argv))
+    except (ConfigError, envs.EnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
