@@ -303,7 +303,7 @@ def save_checkpoint(path: str, **state) -> None:
 # Training: rollout -> outcome -> advantage (with the pre-update critic) -> clipped updates.
 # ================================================================================================
 COLUMNS = ["update", "episodes", "env_steps", "wall_time", "mean_return", "success_rate", "policy_loss",
-           "value_loss", "entropy", "approx_kl", "clip_frac", "adv_std", "explained_var", "steps_per_s"]
+           "value_loss", "entropy", "approx_kl", "clip_frac", "adv_std", "explained_var", "last20_return", "steps_per_s"]
 
 
 def compute_advantages(args: Args, batch: envs.Episodes, outcome: torch.Tensor, critic):
@@ -456,7 +456,7 @@ def train(args: Args) -> int:
                                 env_steps=progress["env_steps"] + steps, wall_time=time.perf_counter() - start,
                                 recent_returns=list(recent))
                 row.update({k: progress[k] for k in ("update", "episodes", "env_steps", "wall_time")},
-                           steps_per_s=progress["env_steps"] / progress["wall_time"])
+                           last20_return=float(np.mean(recent)), steps_per_s=progress["env_steps"] / progress["wall_time"])
                 writer.writerow(row)
                 f.flush()
                 bar.update(steps)

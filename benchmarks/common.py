@@ -1,0 +1,42 @@
+"""Shared by the benchmark scripts: where a figure came from (machine, commit, command)."""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "results")
+
+
+def provenance() -> dict:
+    """Machine, commit and exact command line, written beside every figure."""
+    def git(*cmd):
+        return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"machine": f"{cpu}, {os.cpu_count()} cores", "python": platform.python_version(),
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "commit": commit, "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}
+
+
+def write_results(name: str, data: dict, markdown: str) -> None:
+    """results/<name>.json (everything) and results/<name>.md (the table a person reads)."""
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, name + ".json"), "w") as f:
+        json.dump(data, f, indent=2)
+    p = data["provenance"]
+    footer = (f"\n\nMachine: {p['machine']}; GPU: {p['gpu'] or 'none'}; torch {p['torch']}, Python {p['python']}; "
+              f"commit {p['commit']}.\nCommand: `{p['command']}`\n")
+    with open(os.path.join(RESULTS, name + ".md"), "w") as f:
+        f.write(markdown.rstrip() + footer)
+    print(markdown + footer)
