@@ -102,7 +102,7 @@ class GymVectorEnv:
 # ------------------------------------------------------------------------------------------------
 # Native torch environments: gymnasium 1.4's classic-control physics for B copies at once.
 #
-# Each class below is only its physics: `_sample_initial`, `_dynamics` and `_obs`. The shared base
+# Each class below is only its physics: initial-state ranges, `_dynamics` and `_obs`. The shared base
 # class does the bookkeeping that gymnasium splits over TimeLimit and the vector env: seeding, group
 # resets, the time limit and the NEXT_STEP autoreset. Everything is float32 tensors on `device`;
 # per-copy branches are torch.where, so a step never waits on the host (no .item(), no loops).
@@ -124,6 +124,8 @@ class TorchVectorEnv:
     env_id: str
     single_observation_space: gym.spaces.Space
     single_action_space: gym.spaces.Space
+    init_low: list[float]   # gymnasium's initial states: uniform in [init_low, init_high] per component
+    init_high: list[float]
 
     def __init__(self, num_envs: int, device="cpu", seed: int = 0, max_episode_steps: int | None = None):
         self.num_envs, self.device = num_envs, torch.device(device)
@@ -131,16 +133,17 @@ class TorchVectorEnv:
         # the generator lives on the device, so initial states are drawn where they are used
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        # kept on the device: building them from lists at every reset would copy host -> device
+        self._init_low = torch.tensor(self.init_low, dtype=torch.float32, device=self.device)
+        self._init_span = torch.tensor(self.init_high, dtype=torch.float32, device=self.device) - self._init_low
         self.elapsed_steps = torch.zeros(num_envs, dtype=torch.long, device=self.device)
         self._ended = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # reset on next step
         self.reset()  # a valid `state` from the start; the first states equal those of reset(seed=seed)
 
-    def _uniform(self, n: int, low, high) -> torch.Tensor:
-        """[n, len(low)] uniform draws in [low, high) per column, from this env's generator."""
-        low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
-        u = torch.rand(n, low.shape[0], generator=self.generator, device=self.device)
-        return low + (high - low) * u
+    def _sample_initial(self, n: int) -> torch.Tensor:
+        """n initial states [n, d], uniform in gymnasium's ranges, from this env's generator."""
+        u = torch.rand(n, self._init_low.shape[0], generator=self.generator, device=self.device)
+        return self._init_low + self._init_span * u
 
     def reset(self, seed: int | None = None, group_size: int = 1) -> torch.Tensor:
         """Start every copy afresh; each consecutive group of `group_size` copies shares one s0."""
@@ -155,6 +158,8 @@ class TorchVectorEnv:
         return self._obs(self.state)
 
     def step(self, actions: torch.Tensor):
+        """Advance all B copies one step; copies whose episode ended on the previous step are reset
+        instead (NEXT_STEP, see the class docstring)."""
         state, reward, terminated = self._dynamics(self.state, actions.to(self.device))
         self.elapsed_steps = self.elapsed_steps + 1
         # gymnasium's TimeLimit: truncation is judged independently of termination (both may be True)
@@ -170,10 +175,8 @@ class TorchVectorEnv:
         return self._obs(state), reward, terminated, truncated, {}
 
     # the physics, per environment -------------------------------------------------------------
-    def _sample_initial(self, n: int) -> torch.Tensor:  # -> initial states [n, d]
-        raise NotImplementedError
-
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):  # -> next state [B, d], reward [B], terminated [B]
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+        """state [B, d], actions [B] or [B, act_dim] -> next state [B, d], reward [B], terminated [B]."""
         raise NotImplementedError
 
     def _obs(self, state: torch.Tensor) -> torch.Tensor:  # -> obs [B, obs_dim]
@@ -193,9 +196,7 @@ class CartPole(TorchVectorEnv):
     _high = np.array([x_threshold * 2, np.inf, theta_threshold * 2, np.inf], dtype=np.float32)
     single_observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     single_action_space = gym.spaces.Discrete(2)
-
-    def _sample_initial(self, n):
-        return self._uniform(n, [-0.05] * 4, [0.05] * 4)
+    init_low, init_high = [-0.05] * 4, [0.05] * 4
 
     def _dynamics(self, state, actions):
         x, x_dot, theta, theta_dot = state.unbind(1)
@@ -215,15 +216,14 @@ class CartPole(TorchVectorEnv):
 
 class MountainCar(TorchVectorEnv):
     """MountainCar-v0. state = obs = [position, velocity]; action 0 push left, 1 none, 2 push right.
-    Reward -1 per step; terminates when position >= 0.5 (the flag) with velocity >= 0."""
+    Reward -1 per step; terminates when position >= 0.5 (the flag) with velocity >= 0.
+    The engine (`_push`) and the reward are methods so that the continuous version can swap them."""
     env_id = "MountainCar-v0"
     min_position, max_position, max_speed, goal_position, gravity = -1.2, 0.6, 0.07, 0.5, 0.0025
-    _low, _high = np.array([min_position, -max_speed], np.float32), np.array([max_position, max_speed], np.float32)
-    single_observation_space = gym.spaces.Box(_low, _high, dtype=np.float32)
+    single_observation_space = gym.spaces.Box(np.array([min_position, -max_speed], np.float32),
+                                              np.array([max_position, max_speed], np.float32), dtype=np.float32)
     single_action_space = gym.spaces.Discrete(3)
-
-    def _sample_initial(self, n):  # at rest somewhere in the valley
-        return self._uniform(n, [-0.6, 0.0], [-0.4, 0.0])
+    init_low, init_high = [-0.6, 0.0], [-0.4, 0.0]  # at rest somewhere in the valley
 
     def _push(self, actions):  # [B] velocity change from the engine
         return (actions - 1) * 0.001
@@ -234,7 +234,7 @@ class MountainCar(TorchVectorEnv):
     def _dynamics(self, state, actions):
         position, velocity = state.unbind(1)
         # the car rides on the curve y = sin(3x): gravity pulls along the slope with cos(3x)
-        velocity = (velocity + self._push(actions) - self.gravity * torch.cos(3 * position))
+        velocity = velocity + self._push(actions) - self.gravity * torch.cos(3 * position)
         velocity = velocity.clamp(-self.max_speed, self.max_speed)
         position = (position + velocity).clamp(self.min_position, self.max_position)
         # the left wall is inelastic: hitting it stops the car
@@ -269,9 +269,7 @@ class Pendulum(TorchVectorEnv):
     single_observation_space = gym.spaces.Box(-np.array([1.0, 1.0, max_speed], np.float32),
                                               np.array([1.0, 1.0, max_speed], np.float32), dtype=np.float32)
     single_action_space = gym.spaces.Box(-max_torque, max_torque, shape=(1,), dtype=np.float32)
-
-    def _sample_initial(self, n):
-        return self._uniform(n, [-math.pi, -1.0], [math.pi, 1.0])
+    init_low, init_high = [-math.pi, -1.0], [math.pi, 1.0]
 
     def _dynamics(self, state, actions):
         theta, theta_dot = state.unbind(1)
@@ -280,7 +278,8 @@ class Pendulum(TorchVectorEnv):
         angle = torch.remainder(theta + math.pi, 2 * math.pi) - math.pi
         cost = angle ** 2 + 0.1 * theta_dot ** 2 + 0.001 * u ** 2
         # semi-implicit Euler: the angle advances with the NEW (clipped) velocity
-        theta_dot = theta_dot + (3 * self.g / (2 * self.l) * torch.sin(theta) + 3.0 / (self.m * self.l ** 2) * u) * self.dt
+        theta_acc = 3 * self.g / (2 * self.l) * torch.sin(theta) + 3.0 / (self.m * self.l ** 2) * u
+        theta_dot = theta_dot + theta_acc * self.dt
         theta_dot = theta_dot.clamp(-self.max_speed, self.max_speed)
         theta = theta + theta_dot * self.dt
         return torch.stack([theta, theta_dot], dim=1), -cost, torch.zeros_like(theta, dtype=torch.bool)
@@ -300,9 +299,7 @@ class Acrobot(TorchVectorEnv):
     _high = np.array([1.0, 1.0, 1.0, 1.0, max_vel_1, max_vel_2], dtype=np.float32)
     single_observation_space = gym.spaces.Box(-_high, _high, dtype=np.float32)
     single_action_space = gym.spaces.Discrete(3)
-
-    def _sample_initial(self, n):
-        return self._uniform(n, [-0.1] * 4, [0.1] * 4)
+    init_low, init_high = [-0.1] * 4, [0.1] * 4
 
     def _dsdt(self, s, torque):
         """Time derivative [B, 4] of s [B, 4] (Sutton & Barto's "book" equations, as gymnasium)."""
@@ -326,7 +323,8 @@ class Acrobot(TorchVectorEnv):
         k3 = self._dsdt(state + self.dt / 2 * k2, torque)
         k4 = self._dsdt(state + self.dt * k3, torque)
         s = state + self.dt / 6.0 * (k1 + 2 * k2 + 2 * k3 + k4)
-        # angles are wrapped back to [-pi, pi], velocities clipped (only after the whole RK4 step)
+        # only after the whole RK4 step: angles wrapped into [-pi, pi), velocities clipped. (gymnasium's
+        # wrap loop leaves exactly +pi alone where remainder gives -pi: the same angle, the same obs.)
         angles = torch.remainder(s[:, :2] + math.pi, 2 * math.pi) - math.pi
         s = torch.cat([angles, s[:, 2:3].clamp(-self.max_vel_1, self.max_vel_1),
                        s[:, 3:4].clamp(-self.max_vel_2, self.max_vel_2)], dim=1)

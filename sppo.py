@@ -27,6 +27,7 @@ import csv
 import dataclasses
 import math
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -169,7 +170,8 @@ def log_ratio(logp: torch.Tensor, logp_old: torch.Tensor, step_mask: torch.Tenso
     seq_log_ratio = step_log_ratio.sum(0)
     if ratio == "seq":
         seq_log_ratio = seq_log_ratio / step_mask.sum(0).clamp(min=1)
-    return seq_log_ratio.detach() + logp - logp.detach()     # value: sequence ratio; gradient: per step
+    # value: the sequence's ratio on each of its real steps; gradient: each step's own log-prob
+    return (seq_log_ratio.detach() + logp - logp.detach()) * step_mask
 
 
 def policy_loss(logp, logp_old, advantages, step_mask, ratio="token", clip_eps=0.2, dual_clip=3.0):
@@ -178,7 +180,8 @@ def policy_loss(logp, logp_old, advantages, step_mask, ratio="token", clip_eps=0
     logp, logp_old, step_mask [T, B]; advantages [T, B] or [B] (a sequence advantage, broadcast).
     Dual clip (Ye et al. 2020, kept by the official code): for A < 0 the surrogate is also bounded
     below by c * A, so one very unlikely old action cannot produce an unbounded loss.
-    Returns (loss, stats) with clip_frac (share of real steps whose ratio was clipped) and approx_kl
+    Returns (loss, stats) with clip_frac (share of real steps whose ratio lies outside [1-eps, 1+eps],
+    CleanRL's definition: the min may still pick the unclipped term there) and approx_kl
     (mean of (rho_t - 1) - log rho_t over real steps, always with token ratios: a pure diagnostic).
     """
     if advantages.dim() == 1:
@@ -376,7 +379,7 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
     sums = {k: 0.0 for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")}
     n = 0
     for _ in range(args.epochs):
-        for idx in torch.randperm(B, device=mask.device).split(math.ceil(B / args.minibatches)):
+        for idx in torch.randperm(B, device=mask.device).tensor_split(args.minibatches):
             m = mask[:, idx]
             logp, entropy = actor.logp_entropy(batch.obs[:, idx], batch.actions[:, idx])
             pg_loss, stats = policy_loss(logp, batch.logp[:, idx], step_adv[:, idx], m,
@@ -449,14 +452,18 @@ def train(args: Args) -> int:
                         critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
                         progress=progress, rng=torch.get_rng_state())
 
+    if ckpt is not None:
+        keep_rows_up_to(csv_path, progress["update"])   # rows written after the checkpoint are replayed
+
     from tqdm import tqdm
     threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved else None
     recent = deque(progress["recent_returns"], maxlen=20)   # the last 20 finished episodes
     status, start = "budget reached", time.perf_counter() - progress["wall_time"]
-    with open(csv_path, "a" if ckpt else "w", newline="") as f, \
+    stop = StopOnCtrlC()
+    with stop, open(csv_path, "a", newline="") as f, \
             tqdm(total=args.total_steps, initial=progress["env_steps"], unit="step", disable=None) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if ckpt is None:
+        if f.tell() == 0:
             writer.writeheader()
         try:
             while progress["env_steps"] < args.total_steps:
@@ -478,15 +485,52 @@ def train(args: Args) -> int:
                 if threshold is not None and len(recent) == 20 and np.mean(recent) >= threshold:
                     status = f"solved (last-20 mean return {np.mean(recent):.1f} >= {threshold:g})"
                     break
-        except KeyboardInterrupt:
-            status = "interrupted (Ctrl-C)"
-        finally:
-            save()
+                if stop.requested:
+                    status = "interrupted (Ctrl-C)"
+                    break
+            save()   # between updates: the checkpoint always matches the last row of progress.csv
+        except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
+            status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
     plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), args)
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
           f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
           f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")
-    return 130 if status.startswith("interrupted") else 0
+    return 130 if status.startswith(("interrupted", "stopped")) else 0
+
+
+class StopOnCtrlC:
+    """The first Ctrl-C asks the loop to stop after the current update (so the checkpoint it then
+    saves is consistent with progress.csv); a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: finishing this update, then saving (press again to stop at once)", file=sys.stderr)
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def keep_rows_up_to(csv_path: str, last_update: int) -> None:
+    """On --resume: drop progress.csv rows newer than the checkpoint (a run killed between checkpoints
+    wrote them), so the replayed updates are not listed twice. Rewritten atomically."""
+    if not os.path.isfile(csv_path):
+        return
+    with open(csv_path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["update"]) <= last_update]
+    with open(csv_path + ".tmp", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(csv_path + ".tmp", csv_path)
 
 
 def plot_progress(csv_path: str, png_path: str, args: Args) -> None:
