@@ -54,14 +54,14 @@ class Args:
     algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
     ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint")
     reward: str = opt("return", "episode outcome R: return (sum of rewards) | success (binary, judged at the end)")
-    num_episodes: int = opt(8, "episodes per update B (LLM: responses per batch)")
+    num_episodes: int = opt(32, "episodes per update B (LLM: responses per batch)")
     group_size: int = opt(8, "G: episodes sharing one initial state (grpo and rloo only)")
     total_steps: int = opt(1_000_000, "budget in env steps (real steps; padding after an episode ends is not counted)")
     horizon: int = opt(0, "episode length limit H (0: the env's own time limit)")
     lr: float = opt(3e-3, "actor learning rate (Adam)")
     critic_lr: float = opt(3e-3, "critic learning rate (Adam)")
-    epochs: int = opt(4, "passes over each batch")
-    minibatches: int = opt(1, "minibatches per pass; each holds whole episodes")
+    epochs: int = opt(8, "passes over each batch")
+    minibatches: int = opt(4, "minibatches per pass; each holds whole episodes")
     clip_eps: float = opt(0.2, "PPO clip range epsilon")
     dual_clip: float = opt(3.0, "dual-clip c for negative advantages (0: off)")
     gamma: float = opt(1.0, "discount for GAE (ppo); the sequence-level outcome is undiscounted")
@@ -380,16 +380,18 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
     n = 0
     for _ in range(args.epochs):
         for idx in torch.randperm(B, device=mask.device).tensor_split(args.minibatches):
-            m = mask[:, idx]
-            logp, entropy = actor.logp_entropy(batch.obs[:, idx], batch.actions[:, idx])
-            pg_loss, stats = policy_loss(logp, batch.logp[:, idx], step_adv[:, idx], m,
+            # cut the padding that every episode of this minibatch shares (T_mb = its longest episode)
+            T_mb = int(batch.lengths[idx].max())
+            m, obs = mask[:T_mb, idx], batch.obs[:T_mb, idx]
+            logp, entropy = actor.logp_entropy(obs, batch.actions[:T_mb, idx])
+            pg_loss, stats = policy_loss(logp, batch.logp[:T_mb, idx], step_adv[:T_mb, idx], m,
                                          args.ratio, args.clip_eps, args.dual_clip)
             ent = masked_mean(entropy, m)
             loss = pg_loss - args.ent_coef * ent
             if args.algo == "sppo":
                 value_loss = critic.loss(batch.s0[idx], critic_target[idx]).mean()
             elif args.algo == "ppo":
-                value_loss = masked_mean(critic.loss(batch.obs[:, idx], critic_target[:, idx]), m)
+                value_loss = masked_mean(critic.loss(obs, critic_target[:T_mb, idx]), m)
             else:
                 value_loss = torch.zeros(())
             optimizer.zero_grad()
