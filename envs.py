@@ -417,29 +417,29 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
     """
     horizon = horizon or env.max_episode_steps
     obs = env.reset(seed=seed, group_size=group_size)
-    s0, final_obs = obs.clone(), obs.clone()
-    B, dev = obs.shape[0], obs.device
-    running = torch.ones(B, dtype=torch.bool, device=dev)   # episode not over yet
-    terminated = torch.zeros(B, dtype=torch.bool, device=dev)
-    truncated = torch.zeros(B, dtype=torch.bool, device=dev)
-    obs_buf, act_buf, logp_buf, rew_buf, mask_buf = [], [], [], [], []
+    ever_ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
+    obs_buf, act_buf, logp_buf, rew_buf, term_buf, trunc_buf = [obs], [], [], [], [], []
     for t in range(horizon):
         action, logp = act(obs)
-        next_obs, reward, term, trunc, _ = env.step(action)
+        obs, reward, term, trunc, _ = env.step(action)
         obs_buf.append(obs); act_buf.append(action); logp_buf.append(logp)
-        rew_buf.append(reward); mask_buf.append(running.float())
-        ended = running & (term | trunc)
-        # keep the true last observation of each episode (the env resets that copy on the next step)
-        final_obs = torch.where(running.unsqueeze(1), next_obs, final_obs)
-        terminated |= ended & term
-        truncated |= ended & trunc & ~term
-        running = running & ~ended
-        obs = next_obs
-        if (t + 1) % check_every == 0 and not bool(running.any()):
+        rew_buf.append(reward); term_buf.append(term); trunc_buf.append(trunc)
+        ever_ended |= term | trunc
+        if (t + 1) % check_every == 0 and bool(ever_ended.all()):
             break
-    # an episode still running at the horizon ends "cut" (neither flag); the caller bootstraps it
+    # The step mask is derived after the fact, as an LLM's response mask is from the first EOS: a step
+    # is real iff no episode end came before it. Steps after the end belong to the autoreset copy.
+    term, trunc = torch.stack(term_buf), torch.stack(trunc_buf)            # [T, B]
+    ended = term | trunc
+    step_mask = ((ended.cumsum(0) - ended.long()) == 0).float()            # [T, B]
+    last = (step_mask.sum(0).long() - 1)[None]                             # [1, B] index of the last real step
+    all_obs = torch.stack(obs_buf)                                         # [T + 1, B, obs_dim]
+    final_obs = all_obs[1:].gather(0, last[..., None].expand(1, *all_obs.shape[1:]))[0]
+    terminated = term.gather(0, last)[0]
+    truncated = trunc.gather(0, last)[0] & ~terminated
+    cut = ~(terminated | truncated)   # still running at the horizon: neither flag; the caller bootstraps it
     success_fn = SUCCESS.get(getattr(env, "env_id", ""))
-    success = None if success_fn is None else success_fn(final_obs, terminated, truncated | running)
-    return Episodes(obs=torch.stack(obs_buf), actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
-                    rewards=torch.stack(rew_buf), step_mask=torch.stack(mask_buf), s0=s0, final_obs=final_obs,
+    success = None if success_fn is None else success_fn(final_obs, terminated, truncated | cut)
+    return Episodes(obs=all_obs[:-1], actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
+                    rewards=torch.stack(rew_buf), step_mask=step_mask, s0=all_obs[0], final_obs=final_obs,
                     terminated=terminated, truncated=truncated, success=success)

@@ -380,10 +380,12 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
     n = 0
     for _ in range(args.epochs):
         for idx in torch.randperm(B, device=mask.device).tensor_split(args.minibatches):
-            # cut the padding that every episode of this minibatch shares (T_mb = its longest episode)
+            # the networks see real steps only (padding costs no compute); results go back to [T_mb, b]
             T_mb = int(batch.lengths[idx].max())
             m, obs = mask[:T_mb, idx], batch.obs[:T_mb, idx]
-            logp, entropy = actor.logp_entropy(obs, batch.actions[:T_mb, idx])
+            real = m.bool()
+            logp, entropy = (torch.zeros_like(m).masked_scatter(real, x)
+                             for x in actor.logp_entropy(obs[real], batch.actions[:T_mb, idx][real]))
             pg_loss, stats = policy_loss(logp, batch.logp[:T_mb, idx], step_adv[:T_mb, idx], m,
                                          args.ratio, args.clip_eps, args.dual_clip)
             ent = masked_mean(entropy, m)
@@ -391,7 +393,7 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
             if args.algo == "sppo":
                 value_loss = critic.loss(batch.s0[idx], critic_target[idx]).mean()
             elif args.algo == "ppo":
-                value_loss = masked_mean(critic.loss(obs, critic_target[:T_mb, idx]), m)
+                value_loss = critic.loss(obs[real], critic_target[:T_mb, idx][real]).mean()
             else:
                 value_loss = torch.zeros(())
             optimizer.zero_grad()
