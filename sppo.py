@@ -27,7 +27,6 @@ import csv
 import dataclasses
 import math
 import os
-import signal
 import sys
 import time
 from collections import deque
@@ -38,6 +37,7 @@ import torch
 import torch.nn as nn
 
 import envs
+from runlog import ConfigError, StopOnCtrlC, keep_rows_up_to, pick_device, plot_progress, read_checkpoint, save_checkpoint
 from value import PromptValue, StepValue, mlp
 
 
@@ -244,12 +244,8 @@ class Actor(nn.Module):
 
 
 # ================================================================================================
-# Plumbing: settings checks, checkpoints. (Nothing here changes the algorithm.)
+# Settings checks. (Plumbing: nothing here changes the algorithm; run folders live in runlog.py.)
 # ================================================================================================
-class ConfigError(ValueError):
-    """Impossible settings or unusable files: reported as one line, exit code 2."""
-
-
 def check_args(args: Args) -> None:
     """Refuse impossible settings before anything is built, with what to do instead."""
     choices = {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
@@ -280,38 +276,6 @@ def check_args(args: Args) -> None:
             raise ConfigError(f"--num-episodes ({args.num_episodes}) must be a multiple of --group-size ({args.group_size})")
     if args.reward == "success" and args.env not in envs.SUCCESS:
         raise ConfigError(f"'{args.env}' has no success predicate (have: {', '.join(envs.SUCCESS)}); use --reward return")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} but no CUDA device is available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown --device '{name}'; use cpu, cuda or auto") from None
-
-
-def load_checkpoint(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ConfigError(f"checkpoint not found: {path}; pass the model.pt of an earlier run")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        ckpt["args"] = Args(**ckpt["args"])
-        missing = {"actor", "critic", "optimizer", "progress", "rng"} - set(ckpt)
-    except Exception as e:  # unpickling errors, a truncated zip, foreign content: not a usable checkpoint
-        raise ConfigError(f"cannot read checkpoint {path} (corrupt, or not written by sppo.py: {type(e).__name__}); "
-                          "start a new run or pass another model.pt") from None
-    if missing:
-        raise ConfigError(f"checkpoint {path} lacks {', '.join(sorted(missing))}; it was not written by sppo.py")
-    return ckpt
-
-
-def save_checkpoint(path: str, **state) -> None:
-    """Write to a temporary file, then rename: an interruption never leaves a half-written model.pt."""
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
 
 
 # ================================================================================================
@@ -414,9 +378,13 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
 
 def train(args: Args) -> int:
     check_args(args)
-    ckpt = load_checkpoint(args.resume) if args.resume else None
+    ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
     if ckpt is not None:  # continue with the saved settings; only the budget and the device may change
-        args = dataclasses.replace(ckpt["args"], total_steps=args.total_steps, device=args.device, resume=args.resume)
+        try:
+            saved = Args(**ckpt["args"])
+        except TypeError:
+            raise ConfigError(f"checkpoint {args.resume} holds settings sppo.py does not know; it was not written by it") from None
+        args = dataclasses.replace(saved, total_steps=args.total_steps, device=args.device, resume=args.resume)
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -457,7 +425,7 @@ def train(args: Args) -> int:
                         progress=progress, rng=torch.get_rng_state())
 
     if ckpt is not None:
-        keep_rows_up_to(csv_path, progress["update"])   # rows written after the checkpoint are replayed
+        keep_rows_up_to(csv_path, progress["update"], COLUMNS)   # rows written after the checkpoint are replayed
 
     from tqdm import tqdm
     threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved else None
@@ -495,67 +463,11 @@ def train(args: Args) -> int:
             save()   # between updates: the checkpoint always matches the last row of progress.csv
         except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
             status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
-    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), args)
+    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{args.algo} on {args.env}")
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
           f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
           f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")
     return 130 if status.startswith(("interrupted", "stopped")) else 0
-
-
-class StopOnCtrlC:
-    """The first Ctrl-C asks the loop to stop after the current update (so the checkpoint it then
-    saves is consistent with progress.csv); a second one interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this update, then saving (press again to stop at once)", file=sys.stderr)
-
-    def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
-
-
-def keep_rows_up_to(csv_path: str, last_update: int) -> None:
-    """On --resume: drop progress.csv rows newer than the checkpoint (a run killed between checkpoints
-    wrote them), so the replayed updates are not listed twice. Rewritten atomically."""
-    if not os.path.isfile(csv_path):
-        return
-    with open(csv_path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["update"]) <= last_update]
-    with open(csv_path + ".tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(csv_path + ".tmp", csv_path)
-
-
-def plot_progress(csv_path: str, png_path: str, args: Args) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    steps = [int(r["env_steps"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [float(r["mean_return"]) for r in rows], label="mean return")
-    ax.set_xlabel("env steps"), ax.set_ylabel("mean episode return"), ax.set_title(f"{args.algo} on {args.env}")
-    if rows[0]["success_rate"] != "":
-        ax2 = ax.twinx()
-        ax2.plot(steps, [float(r["success_rate"]) for r in rows], color="tab:orange", label="success rate")
-        ax2.set_ylabel("success rate"), ax2.set_ylim(-0.02, 1.02)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

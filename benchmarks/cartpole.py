@@ -99,7 +99,6 @@ def main():
     if args.sb3_worker is not None:   # one SB3 run in its own process, result on stdout
         print(repr(run_sb3(args.sb3_worker, args.budget)))
         return
-    import torch  # noqa: F401  (for provenance only)
     results = {"sppo": [], "sb3": []}
     for seed in args.seeds:
         results["sppo"].append(run_sppo(seed, extra, args.budget))

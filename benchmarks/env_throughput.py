@@ -92,6 +92,9 @@ def main():
                         "baselines, and on a small shared machine a parallel region stalls whenever another "
                         "process holds one of its cores (2 threads measured 4x slower at B=16384 under load)")
     p.add_argument("--no-gym", action="store_true", help="skip the gymnasium baselines")
+    p.add_argument("--gym-only-envs", nargs="*", default=["LunarLander-v3", "Hopper-v5"],
+                   help="ids with no native version: gymnasium's sync against its async vector env (B <= 64), "
+                        "where their extra is installed (pip install 'gymnasium[box2d,mujoco]')")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +125,16 @@ def main():
                 vec = CartPoleVectorEnv(num_envs=B)
                 record(env_id, "gym-numpy", B, time_gym(vec, B, args.steps, args.warmup, args.repeats))
 
+    for env_id in [] if args.no_gym else args.gym_only_envs:
+        for B in [b for b in args.sizes if b <= 64]:
+            for mode in ("sync", "async"):
+                try:
+                    vec = gym.make_vec(env_id, num_envs=B, vectorization_mode=mode)
+                except gym.error.DependencyNotInstalled as e:
+                    print(f"{env_id}: skipped ({e})", flush=True)
+                    break
+                record(env_id, f"gym-{mode}", B, time_gym(vec, B, args.steps, args.warmup, args.repeats))
+
     prov = provenance()
     prov.update(platform=platform.platform(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 load_average_before=load_before, load_average_after=os.getloadavg(),
@@ -135,7 +148,7 @@ def main():
              f"{load_before[0]:.2f}/{prov['load_average_after'][0]:.2f}.", "",
              "| env | implementation | " + " | ".join(f"B={B}" for B in sizes) + " |",
              "|---|---|" + "---:|" * len(sizes)]
-    for env_id in args.envs:
+    for env_id in dict.fromkeys(r["env"] for r in rows):
         for impl in dict.fromkeys(r["impl"] for r in rows if r["env"] == env_id):
             got = {r["num_envs"]: r["env_steps_per_s"] for r in rows if r["env"] == env_id and r["impl"] == impl}
             lines.append(f"| {env_id} | {impl} | " + " | ".join(fmt(got.get(B)) for B in sizes) + " |")

@@ -380,3 +380,18 @@ def test_resume_after_a_crash_does_not_duplicate_rows(tmp_path, tiny_run):
     updates = [int(r["update"]) for r in rows]
     assert updates == list(range(1, len(rows) + 1)), f"update column after resume: {updates}"
     assert len(rows) == n_logged
+
+
+def test_missing_extra_names_the_pip_extra(monkeypatch):
+    """In-process twin of the 'missing-extra' case, which cannot run where box2d is installed:
+    gymnasium's DependencyNotInstalled becomes one EnvError naming the pip extra."""
+    import gymnasium as gym
+
+    import envs
+
+    def refuse(*args, **kwargs):
+        raise gym.error.DependencyNotInstalled("Box2D is not installed")
+
+    monkeypatch.setattr(gym, "make_vec", refuse)
+    with pytest.raises(envs.EnvError, match=r'pip install "gymnasium\[box2d\]"'):
+        envs.make_env("LunarLander-v3", 2)
