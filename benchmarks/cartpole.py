@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, provenance, write_results  # noqa: E402
+from common import REPO, median_range, provenance, write_results  # noqa: E402
 
 THRESHOLD, WINDOW = 475.0, 20
 
@@ -79,14 +79,6 @@ def run_sb3(seed: int, budget: int) -> dict:
             "env_steps": hit[1] if hit else None}
 
 
-def summary(rows: list[dict], key: str) -> str:
-    vals = [r[key] for r in rows if r["solved"]]
-    if not vals:
-        return "not solved"
-    fmt = (lambda v: f"{v:.1f}") if key == "wall_s" else (lambda v: f"{v / 1000:.0f}k")
-    return f"{fmt(statistics.median(vals))} ({fmt(min(vals))}–{fmt(max(vals))})"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
@@ -113,10 +105,10 @@ def main():
              f"seeds {', '.join(map(str, args.seeds))}.", "",
              "| method | solved | wall-clock s | env steps |", "|---|---|---|---|",
              f"| `{label}` | {sum(r['solved'] for r in results['sppo'])}/{len(args.seeds)} | "
-             f"{summary(results['sppo'], 'wall_s')} | {summary(results['sppo'], 'env_steps')} |"]
+             f"{median_range(results['sppo'], 'wall_s')} | {median_range(results['sppo'], 'env_steps')} |"]
     if args.sb3:
         lines.append(f"| SB3 PPO, rl-zoo tuned (same run) | {sum(r['solved'] for r in results['sb3'])}/{len(args.seeds)} | "
-                     f"{summary(results['sb3'], 'wall_s')} | {summary(results['sb3'], 'env_steps')} |")
+                     f"{median_range(results['sb3'], 'wall_s')} | {median_range(results['sb3'], 'env_steps')} |")
     procs = [r["process_s"] for r in results["sppo"]]
     lines += ["", f"Whole `sppo.py` process (imports, set-up, plot included): median {statistics.median(procs):.1f} s. "
               f"Training-loop throughput: median {statistics.median(r['steps_per_s'] for r in results['sppo']):,.0f} env steps/s."]

@@ -15,12 +15,11 @@ import contextlib
 import csv
 import io
 import os
-import statistics
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, provenance, write_results  # noqa: E402
+from common import REPO, median_range, provenance, write_results  # noqa: E402
 
 sys.path.insert(0, REPO)
 import sppo  # noqa: E402
@@ -60,14 +59,6 @@ def run(flags: list[str], seed: int, budget: int, workdir: str) -> dict:
             "wall_s": float(hit["wall_time"]) if hit else None}
 
 
-def fmt(rows, key, unit):
-    vals = [r[key] for r in rows if r["solved"]]
-    if not vals:
-        return "–"
-    f = (lambda v: f"{v / 1000:.0f}k") if unit == "k" else (lambda v: f"{v:.1f}")
-    return f"{f(statistics.median(vals))} ({f(min(vals))}–{f(max(vals))})"
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(6, 16)))
@@ -88,7 +79,7 @@ def main():
     for label, flags in grid:
         rows = out[label]
         lines.append(f"| {label} | `{' '.join(flags) or '(none)'}` | {sum(r['solved'] for r in rows)}/{len(rows)} | "
-                     f"{fmt(rows, 'env_steps', 'k')} | {fmt(rows, 'wall_s', 's')} |")
+                     f"{median_range(rows, 'env_steps')} | {median_range(rows, 'wall_s')} |")
     write_results("cartpole_ablation", {"provenance": prov, "grid": dict(GRID), "results": out}, "\n".join(lines))
 
 

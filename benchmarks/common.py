@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: where a figure came from (machine, commit, command)."""
 import json
 import os
+import statistics
 import platform
 import subprocess
 import sys
@@ -40,3 +41,12 @@ def write_results(name: str, data: dict, markdown: str) -> None:
     with open(os.path.join(RESULTS, name + ".md"), "w") as f:
         f.write(markdown.rstrip() + footer)
     print(markdown + footer)
+
+
+def median_range(rows: list[dict], key: str) -> str:
+    """'median (min–max)' of rows[key] over the solved rows: env steps in thousands, seconds to 0.1."""
+    vals = [r[key] for r in rows if r["solved"]]
+    if not vals:
+        return "not solved"
+    f = (lambda v: f"{v:.1f}") if key == "wall_s" else (lambda v: f"{v / 1000:.0f}k")
+    return f"{f(statistics.median(vals))} ({f(min(vals))}–{f(max(vals))})"
