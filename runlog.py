@@ -99,12 +99,13 @@ def plot_progress(csv_path: str, png_path: str, title: str) -> None:
         return
     steps = [int(r["env_steps"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [float(r["mean_return"]) for r in rows], label="mean return")
+    ax.plot(steps, [float(r["mean_return"]) for r in rows], marker=".", label="mean return")
     ax.set_xlabel("env steps"), ax.set_ylabel("mean episode return"), ax.set_title(title)
     if rows[0]["success_rate"] != "":
         ax2 = ax.twinx()
-        ax2.plot(steps, [float(r["success_rate"]) for r in rows], color="tab:orange", label="success rate")
+        ax2.plot(steps, [float(r["success_rate"]) for r in rows], marker=".", color="tab:orange", label="success rate")
         ax2.set_ylabel("success rate"), ax2.set_ylim(-0.02, 1.02)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88))
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
