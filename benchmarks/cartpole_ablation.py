@@ -39,7 +39,8 @@ GRID = [
     ("4 epochs", ["--epochs", "4"]),
     ("lr 1e-2", ["--lr", "1e-2"]),
     ("token-level PPO (GAE, lambda 0.95)", ["--algo", "ppo", "--ratio", "token"]),
-    ("REINFORCE (no baseline)", ["--algo", "reinforce"]),
+    ("REINFORCE (normalisation subtracts the batch mean: a baseline)", ["--algo", "reinforce"]),
+    ("REINFORCE, no baseline at all", ["--algo", "reinforce", "--no-norm-adv"]),
     ("GRPO, G = 8", ["--algo", "grpo", "--group-size", "8"]),
     ("RLOO, G = 8", ["--algo", "rloo", "--group-size", "8"]),
 ]
