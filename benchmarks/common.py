@@ -17,7 +17,7 @@ def provenance() -> dict:
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # results/ is output
         commit += "-dirty"
     cpu = platform.processor() or platform.machine()
     try:
