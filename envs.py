@@ -82,8 +82,14 @@ class GymVectorEnv:
         self.max_episode_steps = max_episode_steps or gym.spec(env_id).max_episode_steps
 
     def reset(self, seed: int | None = None, group_size: int = 1) -> torch.Tensor:
-        # Copies i and j share an initial state iff they are seeded alike: group g gets seed + g.
-        seeds = None if seed is None else [seed + i // group_size for i in range(self.num_envs)]
+        # Copies share an initial state iff they are seeded alike: one seed per group, drawn from `seed`
+        # (not seed + g: consecutive calls with seed and seed + 1 would then repeat most groups' states).
+        seeds = None
+        if seed is not None:
+            if self.num_envs % group_size:
+                raise ValueError(f"num_envs={self.num_envs} is not divisible by group_size={group_size}")
+            group_seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=self.num_envs // group_size)
+            seeds = [int(s) for s in np.repeat(group_seeds, group_size)]
         obs, _ = self.env.reset(seed=seeds)
         return self._tensor(obs)
 

@@ -269,3 +269,14 @@ def test_cuda_matches_cpu(env_id):
                 torch.testing.assert_close(x[~reset], y[~reset], atol=ATOL, rtol=RTOL)
             else:
                 torch.testing.assert_close(x, y, atol=ATOL, rtol=RTOL)
+
+
+def test_gymnasium_backend_groups_and_fresh_states_per_seed():
+    """GymVectorEnv: G copies of a group share s0, groups differ, and the next update's seed (seed + 1)
+    does not replay the previous update's groups shifted by one (as seeding group g with seed + g did)."""
+    env = envs.make_env("CartPole-v1", 8, backend="gymnasium")
+    a = env.reset(seed=5, group_size=4)
+    b = env.reset(seed=6, group_size=4)
+    assert torch.equal(a[0], a[3]) and torch.equal(a[4], a[7]) and not torch.equal(a[0], a[4])
+    assert not any(torch.equal(x, y) for x in a[::4] for y in b[::4])
+    assert torch.equal(a, env.reset(seed=5, group_size=4))   # the same seed, the same states
