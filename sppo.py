@@ -330,10 +330,11 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
         if args.norm_adv:
             mean = masked_mean(step_adv, mask)
             step_adv = (step_adv - mean) / (masked_mean((step_adv - mean) ** 2, mask).sqrt() + 1e-8)
+        # how well the critic predicted its targets, read off the advantages: V(s0) = R - A, V(s_t) = G_t - A_t
         if args.algo == "sppo":
-            ev = explained_variance(critic(batch.s0), outcome)
+            ev = explained_variance(outcome - advantages, outcome)
         elif args.algo == "ppo":
-            ev = explained_variance(critic(batch.obs)[mask > 0], critic_target[mask > 0])
+            ev = explained_variance((critic_target - advantages)[mask > 0], critic_target[mask > 0])
         else:
             ev = float("nan")
         if critic is not None and args.reward == "return":
