@@ -374,6 +374,8 @@ def make_env(env_id: str, num_envs: int, device: str = "cpu", seed: int = 0, bac
         family = str(gym.spec(env_id).entry_point).split(".")[2] if "envs." in str(gym.spec(env_id).entry_point) else ""
         extra = _EXTRAS.get(family, "the package it names")
         raise EnvError(f"'{env_id}' needs an extra that is not installed: pip install \"{extra}\" ({e})") from None
+    except ImportError as e:   # e.g. the phys2d/ ids need jax, which no gymnasium extra of ours installs
+        raise EnvError(f"'{env_id}' needs the package '{e.name}', which is not installed: pip install {e.name}") from None
 
 
 # ------------------------------------------------------------------------------------------------

@@ -395,3 +395,17 @@ def test_missing_extra_names_the_pip_extra(monkeypatch):
     monkeypatch.setattr(gym, "make_vec", refuse)
     with pytest.raises(envs.EnvError, match=r'pip install "gymnasium\[box2d\]"'):
         envs.make_env("LunarLander-v3", 2)
+
+
+def test_missing_package_is_one_line(monkeypatch):
+    """Any ImportError while building a gymnasium env (phys2d/ ids import jax) becomes one EnvError."""
+    import gymnasium as gym
+
+    import envs
+
+    def needs_jax(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'jax'", name="jax")
+
+    monkeypatch.setattr(gym, "make_vec", needs_jax)
+    with pytest.raises(envs.EnvError, match="pip install jax"):
+        envs.make_env("Acrobot-v1", 2, backend="gymnasium")
