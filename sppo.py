@@ -411,12 +411,16 @@ def train(args: Args) -> int:
     optimizer = torch.optim.Adam(groups, eps=1e-5)
     progress = {"update": 0, "episodes": 0, "env_steps": 0, "wall_time": 0.0, "recent_returns": []}
     if ckpt is not None:
-        actor.load_state_dict(ckpt["actor"])
-        if critic is not None:
-            critic.load_state_dict(ckpt["critic"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        progress = ckpt["progress"]
-        torch.set_rng_state(ckpt["rng"])
+        try:
+            actor.load_state_dict(ckpt["actor"])
+            if critic is not None:
+                critic.load_state_dict(ckpt["critic"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            torch.set_rng_state(ckpt["rng"])
+            progress = {k: ckpt["progress"][k] for k in progress}
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:   # shapes or contents do not fit its settings
+            raise ConfigError(f"checkpoint {args.resume} does not fit its own settings ({type(e).__name__}); "
+                              "it is damaged: start a new run") from None
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
 

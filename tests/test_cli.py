@@ -409,3 +409,13 @@ def test_missing_package_is_one_line(monkeypatch):
     monkeypatch.setattr(gym, "make_vec", needs_jax)
     with pytest.raises(envs.EnvError, match="pip install jax"):
         envs.make_env("Acrobot-v1", 2, backend="gymnasium")
+
+
+def test_resume_from_a_tampered_checkpoint_is_one_line(tmp_path, tiny_run):
+    """A checkpoint that loads but whose weights do not fit its own settings: exit 2, one line."""
+    ckpt = load_ckpt(tiny_run[1] / "model.pt")
+    ckpt["actor"] = {k: v[..., :1] for k, v in ckpt["actor"].items()}    # wrong shapes
+    torch.save(ckpt, tmp_path / "model.pt")
+    proc = run_cli(tmp_path, "--resume", str(tmp_path / "model.pt"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:") and "damaged" in proc.stderr
