@@ -371,7 +371,8 @@ def make_env(env_id: str, num_envs: int, device: str = "cpu", seed: int = 0, bac
     try:
         return GymVectorEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
     except gym.error.DependencyNotInstalled as e:
-        family = str(gym.spec(env_id).entry_point).split(".")[2] if "envs." in str(gym.spec(env_id).entry_point) else ""
+        entry_point = str(gym.spec(env_id).entry_point)   # e.g. gymnasium.envs.box2d.lunar_lander:LunarLander
+        family = entry_point.split(".")[2] if "envs." in entry_point else ""
         extra = _EXTRAS.get(family, "the package it names")
         raise EnvError(f"'{env_id}' needs an extra that is not installed: pip install \"{extra}\" ({e})") from None
     except ImportError as e:   # e.g. the phys2d/ ids need jax, which no gymnasium extra of ours installs

@@ -448,19 +448,20 @@ def train(args: Args) -> int:
                 batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"])
                 steps = int(batch.step_mask.sum())
                 recent.extend(batch.returns.tolist())
+                last20 = float(np.mean(recent))
                 progress.update(update=progress["update"] + 1, episodes=progress["episodes"] + batch.step_mask.shape[1],
                                 env_steps=progress["env_steps"] + steps, wall_time=time.perf_counter() - start,
                                 recent_returns=list(recent))
                 row.update({k: progress[k] for k in ("update", "episodes", "env_steps", "wall_time")},
-                           last20_return=float(np.mean(recent)), steps_per_s=progress["env_steps"] / progress["wall_time"])
+                           last20_return=last20, steps_per_s=progress["env_steps"] / progress["wall_time"])
                 writer.writerow(row)
                 f.flush()
                 bar.update(steps)
-                bar.set_postfix(ret=f"{row['mean_return']:.1f}", last20=f"{np.mean(recent):.1f}")
+                bar.set_postfix(ret=f"{row['mean_return']:.1f}", last20=f"{last20:.1f}")
                 if progress["update"] % args.save_every == 0:
                     save()
-                if threshold is not None and len(recent) == 20 and np.mean(recent) >= threshold:
-                    status = f"solved (last-20 mean return {np.mean(recent):.1f} >= {threshold:g})"
+                if threshold is not None and len(recent) == 20 and last20 >= threshold:
+                    status = f"solved (last-20 mean return {last20:.1f} >= {threshold:g})"
                     break
                 if stop.requested:
                     status = "interrupted (Ctrl-C)"
