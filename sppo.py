@@ -377,6 +377,26 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
     return batch, row
 
 
+def build(args: Args, device: torch.device):
+    """The batched env (B = num_episodes copies), the actor, the critic the algorithm needs (V(s0) for
+    sppo, V(s_t) for ppo, none for the group and baseline-free estimators) and one Adam over both."""
+    env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
+                        max_episode_steps=args.horizon or None)
+    obs_space = env.single_observation_space
+    if len(getattr(obs_space, "shape", ()) or ()) != 1 or not (hasattr(env.single_action_space, "n") or
+                                                                len(env.single_action_space.shape) == 1):
+        raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
+    obs_dim = obs_space.shape[0]
+    actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
+    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target=args.reward),
+              "ppo": lambda: StepValue(obs_dim, args.hidden)}.get(args.algo, lambda: None)()
+    groups = [{"params": actor.parameters(), "lr": args.lr}]
+    if critic is not None:
+        critic.to(device)
+        groups.append({"params": critic.parameters(), "lr": args.critic_lr})
+    return env, actor, critic, torch.optim.Adam(groups, eps=1e-5)
+
+
 def train(args: Args) -> int:
     check_args(args)
     ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
@@ -394,21 +414,7 @@ def train(args: Args) -> int:
     if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
         raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
 
-    env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
-                        max_episode_steps=args.horizon or None)
-    obs_space = env.single_observation_space
-    if len(getattr(obs_space, "shape", ()) or ()) != 1 or not (hasattr(env.single_action_space, "n") or
-                                                                len(env.single_action_space.shape) == 1):
-        raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
-    obs_dim = obs_space.shape[0]
-    actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
-    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target=args.reward),
-              "ppo": lambda: StepValue(obs_dim, args.hidden)}.get(args.algo, lambda: None)()
-    groups = [{"params": actor.parameters(), "lr": args.lr}]
-    if critic is not None:
-        critic.to(device)
-        groups.append({"params": critic.parameters(), "lr": args.critic_lr})
-    optimizer = torch.optim.Adam(groups, eps=1e-5)
+    env, actor, critic, optimizer = build(args, device)
     progress = {"update": 0, "episodes": 0, "env_steps": 0, "wall_time": 0.0, "recent_returns": []}
     if ckpt is not None:
         try:
@@ -417,6 +423,8 @@ def train(args: Args) -> int:
                 critic.load_state_dict(ckpt["critic"])
             optimizer.load_state_dict(ckpt["optimizer"])
             torch.set_rng_state(ckpt["rng"])
+            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:   # actions are sampled on the GPU
+                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
             progress = {k: ckpt["progress"][k] for k in progress}
         except (RuntimeError, ValueError, KeyError, TypeError) as e:   # shapes or contents do not fit its settings
             raise ConfigError(f"checkpoint {args.resume} does not fit its own settings ({type(e).__name__}); "
@@ -427,7 +435,8 @@ def train(args: Args) -> int:
     def save():
         save_checkpoint(ckpt_path, args=dataclasses.asdict(args), actor=actor.state_dict(),
                         critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
-                        progress=progress, rng=torch.get_rng_state())
+                        progress=progress, rng=torch.get_rng_state(),
+                        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
 
     if ckpt is not None:
         keep_rows_up_to(csv_path, progress["update"], COLUMNS)   # rows written after the checkpoint are replayed

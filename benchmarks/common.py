@@ -16,8 +16,10 @@ def provenance() -> dict:
     """Machine, commit and exact command line, written beside every figure."""
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # results/ is output
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:   # a copy of the tree without .git (e.g. sent to a GPU machine): the sender names it
+        commit = os.environ.get("SPPO_COMMIT", "unknown")
+    elif git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # results/ is output
         commit += "-dirty"
     cpu = platform.processor() or platform.machine()
     try:

@@ -321,6 +321,24 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, tiny_run):
     assert a["progress"]["update"] == len(resumed)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_resume_on_cuda_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    """On CUDA the actions are drawn by the GPU's generator, which torch.get_rng_state() does not hold:
+    the checkpoint must carry the CUDA RNG state too, or the resumed run samples other actions."""
+    common = ["--env", "CartPole-v1", "--num-episodes", 8, "--save-every", 1, "--seed", 1, "--device", "cuda"]
+    assert_ok(run_cli(tmp_path, *common, "--total-steps", 400, "--run-name", "part"))
+    resumed_proc, full_proc = run_all([
+        (tmp_path, ["--resume", os.path.join("runs", "part", "model.pt"), "--total-steps", 1500, "--device", "cuda"]),
+        (tmp_path, [*common, "--total-steps", 1500, "--run-name", "full"])])
+    assert_ok(resumed_proc)
+    assert_ok(full_proc)
+    resumed = read_csv(tmp_path / "runs" / "part" / "progress.csv")[1]
+    full = read_csv(tmp_path / "runs" / "full" / "progress.csv")[1]
+    assert len(resumed) == len(full) >= 3
+    assert without_timing(resumed) == without_timing(full)
+    assert load_ckpt(tmp_path / "runs" / "part" / "model.pt")["cuda_rng"] is not None
+
+
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     code, stdout, stderr, rows_before = interrupt_after(
         tmp_path, ["--env", "CartPole-v1", "--total-steps", 100_000_000, "--no-stop-when-solved",
