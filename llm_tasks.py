@@ -8,13 +8,14 @@ every bit of learning signal comes from the problem, and nothing can be gamed bu
 Why the task is built this way:
   * Generated problems by default, GSM8K optionally. SmolLM2-135M-Instruct solves almost no real
     GSM8K problem; with all-zero rewards every advantage is zero (GRPO, RLOO) or V(s0) simply learns 0
-    (SPPO) and nothing is learned. `difficulty` (1-4 arithmetic steps) lets you pick a level where the
-    base model is right 5-40% of the time: the variance p(1-p) of a 0/1 reward is the signal, and it
-    vanishes at p = 0 and p = 1.
+    (SPPO) and nothing is learned. `difficulty` 1-5 lets you pick a level where the base model is right
+    5-40% of the time: the variance p(1-p) of a 0/1 reward is the signal, and it vanishes at p = 0 and
+    p = 1. Level 1: one small sum or difference (numbers 2-20, answers 0-30); level 2: the same with
+    2-digit numbers (already hard for the 135M model: ~1% sampled at temperature 1, ~8% greedy);
+    level 3 adds small products; levels 4 and 5 take two and three steps.
   * A fixed held-out split. It is drawn from its own derived seed, so changing the training budget
-    never changes the evaluation set (curves from different --num-problems compare on the same
-    questions), and no held-out question appears in training (accuracy measures generalisation, not
-    memorisation).
+    never changes the evaluation set (runs with different budgets are scored on the same questions),
+    and no held-out question appears in training (accuracy measures generalisation, not memorisation).
   * Lenient about format, strict about value. `extract_answer` accepts GSM8K's "#### N", "\\boxed{N}",
     "The answer is N." and falls back to the last number, so the reward judges the arithmetic and the
     model does not first have to learn one exact output format. Numbers compare after normalisation
@@ -32,9 +33,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import random
 import re
+import string
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -50,162 +53,97 @@ class Problem:
 
 
 # ================================================================================================
-# Generated word problems. Each template draws its own numbers and returns (question, answer); the
-# numbers appear in the question in the order the formula in the test file uses them. Many names,
-# objects and phrasings, so the model must read the numbers instead of memorising strings.
+# Generated word problems: a question template with number placeholders beside the formula for its
+# answer. Many names, objects and phrasings, so the model must read the numbers, not memorise strings.
 # ================================================================================================
 PEOPLE = [("Mia", "she"), ("Liam", "he"), ("Ava", "she"), ("Noah", "he"), ("Zoe", "she"), ("Omar", "he"),
           ("Lena", "she"), ("Ravi", "he"), ("Sofia", "she"), ("Ben", "he"), ("Nora", "she"), ("Kai", "he")]
 OBJECTS = ["stickers", "marbles", "apples", "pencils", "books", "cards", "shells", "stamps", "cookies",
            "balloons", "crayons", "toy cars"]
+# What a number placeholder draws: {a}..{d} two-digit counts, {x} {y} small factors, {p} {q} prices/sizes.
+RANGES = {"a": (10, 99), "b": (10, 99), "c": (10, 99), "d": (10, 99), "x": (2, 9), "y": (2, 9),
+          "p": (2, 20), "q": (2, 20)}
+SMALL_RANGES = {**RANGES, "a": (2, 20), "b": (2, 20)}   # level 1: the same stories with small counts
+
+# (question, answer as a function of the drawn numbers); {name} {she} {She} {friend} {obj} are words.
+ADD_SUB = [   # one addition or subtraction of two counts
+    ("{name} has {a} {obj}. {She} buys {b} more. How many {obj} does {she} have now?", lambda a, b: a + b),
+    ("{name} has {a} {obj}. {She} gives {b} to {friend}. How many {obj} does {she} have left?", lambda a, b: a - b),
+    ("There are {a} {obj} in a box. {name} puts in {b} more. How many {obj} are in the box now?", lambda a, b: a + b),
+    ("{name} had {a} {obj}. {She} lost {b} of them. How many {obj} does {she} have now?", lambda a, b: a - b),
+    ("{name} has {a} {obj} and {friend} has {b} {obj}. How many {obj} do they have together?", lambda a, b: a + b),
+    ("{name} has {a} {obj}. {friend} has {b} {obj}. How many more {obj} does {name} have than {friend}?",
+     lambda a, b: a - b),
+    ("A shop had {a} {obj}. It sold {b} of them. How many {obj} does the shop have left?", lambda a, b: a - b),
+    ("{name} read {a} pages on Monday and {b} pages on Tuesday. How many pages did {she} read in all?",
+     lambda a, b: a + b),
+]
+MULTIPLY = [  # one multiplication of two small factors
+    ("A box holds {x} {obj}. How many {obj} are in {y} boxes?", lambda x, y: x * y),
+    ("{name} buys {x} packs of {obj}. Each pack has {y} {obj}. How many {obj} does {she} buy?", lambda x, y: x * y),
+    ("{name} saves ${x} every week. How many dollars does {she} save in {y} weeks?", lambda x, y: x * y),
+    ("A room has {x} rows of chairs with {y} chairs in each row. How many chairs are there?", lambda x, y: x * y),
+    ("{name} walks {x} miles every day. How many miles does {she} walk in {y} days?", lambda x, y: x * y),
+]
+TWO_STEPS = [
+    ("{name} has {a} {obj}. {She} buys {b} more and then gives {c} to {friend}. How many {obj} does {she} have "
+     "now?", lambda a, b, c: a + b - c),
+    ("{name} buys {x} {obj} for ${p} each and pays with a $50 bill. How many dollars of change does {she} get?",
+     lambda x, p: 50 - x * p),
+    ("A box holds {x} {obj}. {name} has {y} full boxes and {a} loose {obj}. How many {obj} does {she} have in all?",
+     lambda x, y, a: x * y + a),
+    ("{name} had {a} {obj}. {She} gave {b} to {friend} and {c} to a neighbour. How many {obj} does {she} have "
+     "left?", lambda a, b, c: a - b - c),
+    ("{name} bakes {x} trays of cookies with {p} cookies on each tray. {She} eats {q} of them. How many cookies "
+     "are left?", lambda x, p, q: x * p - q),
+    ("{name} reads {p} pages every morning and {q} pages every night. How many pages does {she} read in {x} days?",
+     lambda p, q, x: (p + q) * x),
+]
+THREE_STEPS = [
+    ("{name} has {a} {obj}. {She} buys {x} packs with {y} {obj} in each pack, then gives {b} {obj} to {friend}. "
+     "How many {obj} does {she} have now?", lambda a, x, y, b: a + x * y - b),
+    ("{name} buys {x} notebooks for ${p} each and {y} pens for ${q} each. {She} pays with a $100 bill. How many "
+     "dollars of change does {she} get?", lambda x, p, y, q: 100 - x * p - y * q),
+    ("{name} had {a} {obj}. {She} bought {b} more, gave {c} to {friend}, and then lost {d}. How many {obj} does "
+     "{she} have now?", lambda a, b, c, d: a + b - c - d),
+    ("A farm has {x} pens with {p} sheep in each pen. The farmer buys {a} more sheep and then sells {b}. How many "
+     "sheep are on the farm now?", lambda x, p, a, b: x * p + a - b),
+    ("{name} earns ${p} an hour and works {x} hours a day for {y} days. {She} spends ${a}. How many dollars does "
+     "{she} have left?", lambda p, x, y, a: p * x * y - a),
+]
+# level -> (templates, number ranges, largest answer); draws outside 0..largest are redrawn. Steps run
+# in the order the story tells them, subtractions last, so a final answer >= 0 also means no step ever
+# goes negative (no farmer sells sheep the farm does not have yet).
+LEVELS = {1: (ADD_SUB, SMALL_RANGES, 30),                     # one small sum or difference
+          2: (ADD_SUB, RANGES, math.inf),                     # the same with 2-digit numbers
+          3: (ADD_SUB + MULTIPLY, RANGES, math.inf),          # 5 of 13 templates multiply
+          4: (TWO_STEPS, RANGES, math.inf),
+          5: (THREE_STEPS, RANGES, math.inf)}
+DIFFICULTIES = tuple(LEVELS)   # (1, 2, 3, 4, 5): for argparse choices in the demo
 
 
-def _words(rng: random.Random):
-    """(name, pronoun, friend's name, plural object) -- a fresh little cast for one problem."""
+def fill(template: tuple, rng: random.Random, ranges: dict = RANGES) -> tuple[str, int]:
+    """One (question, answer) from a template, numbers from `ranges` (placeholder -> inclusive (lo, hi)).
+    Only the placeholders in the text are drawn, so every number the answer uses is in the question."""
+    text, formula = template
     (name, she), obj = rng.choice(PEOPLE), rng.choice(OBJECTS)
     friend = rng.choice([other for other, _ in PEOPLE if other != name])
-    return name, she, friend, obj
-
-
-def _two_digit(rng): return rng.randint(10, 99)
-def _factor(rng): return rng.randint(2, 9)
-
-
-# Level 1: one addition or subtraction of two 2-digit numbers.
-def buys_more(rng):
-    name, she, _, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} has {a} {obj}. {she.capitalize()} buys {b} more. How many {obj} does {she} have now?", a + b
-
-def gives_away(rng):
-    name, she, friend, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} has {a} {obj}. {she.capitalize()} gives {b} to {friend}. How many {obj} does {she} have left?", a - b
-
-def box_adds(rng):
-    name, _, _, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"There are {a} {obj} in a box. {name} puts in {b} more. How many {obj} are in the box now?", a + b
-
-def loses(rng):
-    name, she, _, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} had {a} {obj}. {she.capitalize()} lost {b} of them. How many {obj} does {she} have now?", a - b
-
-def together(rng):
-    name, _, friend, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} has {a} {obj} and {friend} has {b} {obj}. How many {obj} do they have together?", a + b
-
-def how_many_more(rng):
-    name, _, friend, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} has {a} {obj}. {friend} has {b} {obj}. How many more {obj} does {name} have than {friend}?", a - b
-
-def shop_sells(rng):
-    _, _, _, obj = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"A shop had {a} {obj}. It sold {b} of them. How many {obj} does the shop have left?", a - b
-
-def reads_pages(rng):
-    name, she, _, _ = _words(rng); a, b = _two_digit(rng), _two_digit(rng)
-    return f"{name} read {a} pages on Monday and {b} pages on Tuesday. How many pages did {she} read in all?", a + b
-
-
-# Level 2 adds one multiplication of two small factors.
-def boxes_hold(rng):
-    _, _, _, obj = _words(rng); a, b = _factor(rng), _factor(rng)
-    return f"A box holds {a} {obj}. How many {obj} are in {b} boxes?", a * b
-
-def buys_packs(rng):
-    name, she, _, obj = _words(rng); a, b = _factor(rng), _factor(rng)
-    return f"{name} buys {a} packs of {obj}. Each pack has {b} {obj}. How many {obj} does {she} buy?", a * b
-
-def saves_weekly(rng):
-    name, she, _, _ = _words(rng); a, b = _factor(rng), _factor(rng)
-    return f"{name} saves ${a} every week. How many dollars does {she} save in {b} weeks?", a * b
-
-def chair_rows(rng):
-    a, b = _factor(rng), _factor(rng)
-    return f"A room has {a} rows of chairs with {b} chairs in each row. How many chairs are there?", a * b
-
-def walks_daily(rng):
-    name, she, _, _ = _words(rng); a, b = _factor(rng), _factor(rng)
-    return f"{name} walks {a} miles every day. How many miles does {she} walk in {b} days?", a * b
-
-
-# Level 3: two steps.
-def buys_then_gives(rng):
-    name, she, friend, obj = _words(rng); a, b, c = _two_digit(rng), _two_digit(rng), _two_digit(rng)
-    return (f"{name} has {a} {obj}. {she.capitalize()} buys {b} more and then gives {c} to {friend}. "
-            f"How many {obj} does {she} have now?"), a + b - c
-
-def change_one_item(rng):
-    name, she, _, obj = _words(rng); count, price = _factor(rng), rng.randint(2, 12)
-    bill = next(b for b in (10, 20, 50, 100) if b >= count * price)     # the smallest bill that covers it
-    return (f"{name} buys {count} {obj} for ${price} each and pays with a ${bill} bill. "
-            f"How many dollars of change does {she} get?"), bill - count * price
-
-def boxes_and_loose(rng):
-    name, she, _, obj = _words(rng); a, b, c = _factor(rng), _factor(rng), _two_digit(rng)
-    return (f"A box holds {a} {obj}. {name} has {b} full boxes and {c} loose {obj}. "
-            f"How many {obj} does {she} have in all?"), a * b + c
-
-def gives_to_two(rng):
-    name, she, friend, obj = _words(rng); a, b, c = rng.randint(50, 99), _two_digit(rng), _two_digit(rng)
-    return (f"{name} had {a} {obj}. {she.capitalize()} gave {b} to {friend} and {c} to a neighbour. "
-            f"How many {obj} does {name} have left?"), a - b - c
-
-def trays_eaten(rng):
-    name, she, _, _ = _words(rng); a, b, c = _factor(rng), rng.randint(6, 12), rng.randint(2, 20)
-    return (f"{name} bakes {a} trays of cookies with {b} cookies on each tray. {she.capitalize()} eats {c} "
-            f"of them. How many cookies are left?"), a * b - c
-
-def reads_twice_daily(rng):
-    name, she, _, _ = _words(rng); a, b, c = rng.randint(2, 20), rng.randint(2, 20), _factor(rng)
-    return (f"{name} reads {a} pages every morning and {b} pages every night. "
-            f"How many pages does {she} read in {c} days?"), (a + b) * c
-
-
-# Level 4: three steps.
-def packs_then_gives(rng):
-    name, she, friend, obj = _words(rng); a, b, c, d = _two_digit(rng), _factor(rng), _factor(rng), _two_digit(rng)
-    return (f"{name} has {a} {obj}. {she.capitalize()} buys {b} packs with {c} {obj} in each pack, then gives "
-            f"{d} {obj} to {friend}. How many {obj} does {she} have now?"), a + b * c - d
-
-def change_two_items(rng):
-    name, she, _, _ = _words(rng)
-    c1, p1, c2, p2 = _factor(rng), rng.randint(2, 9), _factor(rng), rng.randint(2, 9)
-    bill = next((b for b in (20, 50, 100) if b >= c1 * p1 + c2 * p2), 100)  # > $100 gives < 0: redrawn
-    return (f"{name} buys {c1} notebooks for ${p1} each and {c2} pens for ${p2} each. {she.capitalize()} pays "
-            f"with a ${bill} bill. How many dollars of change does {she} get?"), bill - c1 * p1 - c2 * p2
-
-def buys_gives_loses(rng):
-    name, she, friend, obj = _words(rng); a, b, c, d = (_two_digit(rng) for _ in range(4))
-    return (f"{name} had {a} {obj}. {she.capitalize()} bought {b} more, gave {c} to {friend}, and then lost {d}. "
-            f"How many {obj} does {she} have now?"), a + b - c - d
-
-def farm_sheep(rng):
-    a, b, c, d = _factor(rng), rng.randint(5, 20), _two_digit(rng), _two_digit(rng)
-    return (f"A farm has {a} pens with {b} sheep in each pen. The farmer sells {c} sheep and then buys {d} "
-            f"more. How many sheep are on the farm now?"), a * b - c + d
-
-def wages_spent(rng):
-    name, she, _, _ = _words(rng); a, b, c, d = rng.randint(5, 15), _factor(rng), rng.randint(2, 6), _two_digit(rng)
-    return (f"{name} earns ${a} an hour and works {b} hours a day for {c} days. {she.capitalize()} spends ${d}. "
-            f"How many dollars does {she} have left?"), a * b * c - d
-
-
-LEVEL_1 = [buys_more, gives_away, box_adds, loses, together, how_many_more, shop_sells, reads_pages]
-TEMPLATES = {
-    1: LEVEL_1,
-    2: LEVEL_1 + [boxes_hold, buys_packs, saves_weekly, chair_rows, walks_daily],   # 5 of 13 multiply
-    3: [buys_then_gives, change_one_item, boxes_and_loose, gives_to_two, trays_eaten, reads_twice_daily],
-    4: [packs_then_gives, change_two_items, buys_gives_loses, farm_sheep, wages_spent],
-}
-DIFFICULTIES = tuple(TEMPLATES)   # (1, 2, 3, 4): for argparse choices in the demo
+    fields = dict.fromkeys(field for _, field, _, _ in string.Formatter().parse(text) if field in ranges)
+    numbers = {field: rng.randint(*ranges[field]) for field in fields}
+    question = text.format(name=name, she=she, She=she.capitalize(), friend=friend, obj=obj, **numbers)
+    return question, formula(**numbers)
 
 
 def _problem_stream(rng: random.Random, difficulty: int):
-    """An endless, reproducible stream of Problems. Draws whose answer is negative are redrawn (from
-    the same rng, so the stream stays a pure function of the seed): "how many are left" must be >= 0."""
-    if difficulty not in TEMPLATES:
+    """An endless, reproducible stream of Problems. Draws whose answer is negative or above the
+    level's largest answer are redrawn (from the same rng, so the stream stays a pure function of the
+    seed): "how many are left" must be >= 0."""
+    if difficulty not in LEVELS:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
-    draws = (rng.choice(TEMPLATES[difficulty])(rng) for _ in itertools.count())
-    return (Problem(question, str(answer)) for question, answer in draws if isinstance(answer, int) and answer >= 0)
+    templates, ranges, largest = LEVELS[difficulty]
+    draws = (fill(rng.choice(templates), rng, ranges) for _ in itertools.count())
+    return (Problem(question, str(answer)) for question, answer in draws
+            if isinstance(answer, int) and 0 <= answer <= largest)
 
 
 def make_problems(n: int, seed: int, difficulty: int = 1) -> list[Problem]:
@@ -301,12 +239,13 @@ def _problem(record, where: str) -> Problem:
         if key not in record:
             raise DataError(f"{where}: no '{key}' field; {expected}")
         if not isinstance(record[key], str):
-            raise DataError(f"{where}: '{key}' is a {type(record[key]).__name__}, not a string; {expected}")
+            raise DataError(f"{where}: '{key}' must be a string, not {type(record[key]).__name__}; {expected}")
     if "####" not in record["answer"]:
-        raise DataError(f"{where}: the answer has no '####'; GSM8K answers end in '#### N' with the final number N")
+        raise DataError(f"{where}: the answer has no '####'; expected it to end in '#### N' with the final number N")
     final = record["answer"].rsplit("####", 1)[1].strip()
     if (number := normalize_number(final)) is None:
-        raise DataError(f"{where}: the final answer after '####' is {final[:40]!r}, not a number; expected e.g. '#### 72'")
+        raise DataError(f"{where}: the final answer after '####' is {final[:40]!r}, not a number; "
+                        "expected e.g. '#### 72'")
     return Problem(record["question"].strip(), number)
 
 
@@ -325,7 +264,8 @@ def load_jsonl(path: str) -> list[Problem]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); expected one JSON object per line") from None
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); "
+                                    "expected one JSON object per line") from None
                 problems.append(_problem(record, f"{path}:{lineno}"))
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text; expected a GSM8K-format JSONL file") from None
@@ -367,7 +307,15 @@ def load_gsm8k(split: str) -> list[Problem]:
 # every prompt token is paid for on every rollout, and the default model sees ~50 of them.
 # ================================================================================================
 SYSTEM_PROMPT = "You are a careful math tutor."
+# The format hint after the question, by style. "answer" (the default) asks for the bare number, which
+# extract_answer reads as the last number; SmolLM2-135M-Instruct scores higher that way than when it
+# reasons first. "think" asks for brief reasoning that ends in the marker "The answer is N.".
+HINTS = {"answer": "Answer with just the number.", "think": "Think briefly, then end with \"The answer is N.\""}
+STYLES = tuple(HINTS)   # ("answer", "think")
 
 
-def user_message(question: str) -> str:
-    return f"{question}\nThink briefly, then end with \"The answer is N.\""
+def user_message(question: str, style: str = "answer") -> str:
+    """The user turn: the question, a new line, and the format hint of `style` (one of STYLES)."""
+    if style not in HINTS:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    return f"{question}\n{HINTS[style]}"

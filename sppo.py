@@ -80,15 +80,16 @@ class Args:
     resume: str = opt("", "checkpoint to continue from (its saved settings are used; --total-steps and --device may change)")
 
 
-def parse_args(argv=None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f in dataclasses.fields(Args):
+def parse_args(argv=None, cls=Args, description: str = __doc__.split("\n")[0]):
+    """The command line generated from a settings dataclass (sppo.py's Args, llm_demo.py's LLMArgs)."""
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
             parser.add_argument(flag, default=f.default, action=argparse.BooleanOptionalAction, help=f.metadata["help"])
         else:
             parser.add_argument(flag, type=eval(f.type), default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
-    return Args(**vars(parser.parse_args(argv)))
+    return cls(**vars(parser.parse_args(argv)))
 
 
 # ================================================================================================

