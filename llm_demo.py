@@ -61,11 +61,11 @@ class LLMArgs:
     batch_size: int = opt(16, "responses per step (prompts per step = batch-size / group-size for grpo and rloo)")
     group_size: int = opt(8, "G: responses per prompt (grpo and rloo only)")
     steps: int = opt(30, "training steps (one rollout and one update each)")
-    lr: float = opt(2e-5, "policy learning rate (Adam)")
+    lr: float = opt(3e-5, "policy learning rate (Adam)")
     critic_lr: float = opt(5e-5, "critic body learning rate (Adam)")
     critic_head_lr: float = opt(3e-3, "learning rate of the critic's fresh scalar head")
-    temperature: float = opt(1.0, "sampling temperature, for training and for Avg@k")
-    max_new_tokens: int = opt(32, "response length limit")
+    temperature: float = opt(0.7, "sampling temperature, for training and for Avg@k (the paper: 0.6)")
+    max_new_tokens: int = opt(24, "response length limit (a cut response is scored as it stands)")
     max_prompt_tokens: int = opt(256, "longest prompt accepted, after the chat template")
     epochs: int = opt(1, "passes over each batch (1 pass, 1 minibatch: rho = 1, no second forward needed)")
     minibatches: int = opt(1, "optimizer steps per pass")
@@ -238,7 +238,7 @@ def micro_inputs(batch: Rollout, idx):
 # Evaluation: one protocol for every algorithm -- Avg@k at the training temperature, greedy beside it.
 # ================================================================================================
 @torch.no_grad()
-def evaluate(a: LLMArgs, policy: Policy, prompts, answers, critic=None, chunk: int = 64) -> dict:
+def evaluate(a: LLMArgs, policy: Policy, prompts, answers, critic=None, chunk: int = 128) -> dict:
     """Avg@k = mean accuracy of k samples per held-out problem at --temperature (the paper's protocol);
     greedy = accuracy of the most likely answer. With a prompt critic, also its calibration: Pearson and
     Spearman between V(prompt) and the problem's empirical pass rate over the k samples (paper Fig. 7)."""
@@ -400,7 +400,7 @@ def train(a: LLMArgs) -> int:
     print(f"held-out before: Avg@{a.eval_k} {before['avg_at_k']:.1%}, greedy {before['greedy']:.1%} "
           f"({len(eval_set)} problems, {time.perf_counter() - t0:.0f} s)", flush=True)
     if ckpt is not None:
-        keep_rows_up_to(csv_path, progress["step"], COLUMNS)
+        keep_rows_up_to(csv_path, progress["step"], COLUMNS, key="step")
     group = a.group_size if a.algo in ("grpo", "rloo") else 1
     status, start = "done", time.perf_counter() - progress["wall_time"]
     stop = StopOnCtrlC()

@@ -74,13 +74,13 @@ class StopOnCtrlC:
         signal.signal(signal.SIGINT, self._previous)
 
 
-def keep_rows_up_to(csv_path: str, last_update: int, columns: list[str]) -> None:
+def keep_rows_up_to(csv_path: str, last_update: int, columns: list[str], key: str = "update") -> None:
     """On --resume: drop progress.csv rows newer than the checkpoint (a run killed between checkpoints
     wrote them), so the replayed updates are not listed twice. Rewritten atomically."""
     if not os.path.isfile(csv_path):
         return
     with open(csv_path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["update"]) <= last_update]
+        rows = [r for r in csv.DictReader(f) if int(r[key]) <= last_update]
     with open(csv_path + ".tmp", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

