@@ -427,7 +427,7 @@ def train(a: LLMArgs) -> int:
                                 gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - start)
                 row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
                            reward=float(batch.rewards.mean()), value="" if value is None else float(value.mean()),
-                           adv_std=float(advantages.float().std()), response_len=new_tokens / len(pick),
+                           adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()), response_len=new_tokens / len(pick),
                            gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(device))
                 writer.writerow(row)
                 f.flush()
