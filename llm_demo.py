@@ -76,6 +76,7 @@ class LLMArgs:
     norm_adv: bool = opt(False, "standardise advantages over the batch's response tokens (the paper: no)")
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
+    eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
     grad_checkpointing: bool = opt(False, "recompute activations in the backward pass (GPU memory lever)")
     dtype: str = opt("auto", "auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16")
     device: str = opt("auto", "cpu | cuda | auto")
@@ -105,8 +106,8 @@ def check_args(a: LLMArgs) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(a, name)}")
     if not (a.dual_clip == 0 or a.dual_clip > 1):
         raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {a.dual_clip}")
-    if a.kl_coef < 0 or a.max_grad_norm < 0 or a.threads < 0 or a.log_every < 0:
-        raise ConfigError("--kl-coef, --max-grad-norm, --threads and --log-every must be >= 0")
+    if min(a.kl_coef, a.max_grad_norm, a.threads, a.log_every, a.eval_every) < 0:
+        raise ConfigError("--kl-coef, --max-grad-norm, --threads, --log-every and --eval-every must be >= 0")
     if a.algo in ("grpo", "rloo"):
         if a.group_size < 2:
             raise ConfigError(f"--algo {a.algo} compares responses to one prompt: --group-size must be >= 2, got {a.group_size}")
@@ -364,7 +365,7 @@ def train(a: LLMArgs) -> int:
         groups += [{"params": critic.body.parameters(), "lr": a.critic_lr},
                    {"params": critic.head.parameters(), "lr": a.critic_head_lr}]
     optimizer = torch.optim.Adam(groups)
-    progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None}
+    progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
     if ckpt is not None:
         try:
             policy.model.load_state_dict(ckpt["policy"])
@@ -397,6 +398,13 @@ def train(a: LLMArgs) -> int:
     if progress["eval_before"] is None:
         progress["eval_before"] = evaluate(a, policy, eval_prompts, eval_answers, critic)
     before = progress["eval_before"]
+
+    def record(ev: dict) -> None:   # one point of the held-out curve: accuracy against time and tokens
+        progress["evals"].append({**{k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
+                                  "avg_at_k": ev["avg_at_k"], "greedy": ev["greedy"]})
+
+    if not progress["evals"]:
+        record(before)
     print(f"held-out before: Avg@{a.eval_k} {before['avg_at_k']:.1%}, greedy {before['greedy']:.1%} "
           f"({len(eval_set)} problems, {time.perf_counter() - t0:.0f} s)", flush=True)
     if ckpt is not None:
@@ -435,6 +443,15 @@ def train(a: LLMArgs) -> int:
                 bar.set_postfix(reward=f"{row['reward']:.2f}", len=f"{row['response_len']:.0f}")
                 if a.log_every and progress["step"] % a.log_every == 0:
                     show_samples(bar, batch, advantages, value)
+                if a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
+                    t_eval, rng_state = time.perf_counter(), torch.get_rng_state()
+                    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+                    record(evaluate(a, policy, eval_prompts, eval_answers, critic))
+                    torch.set_rng_state(rng_state)            # scoring does not change the training run ...
+                    if cuda_state is not None:
+                        torch.cuda.set_rng_state(cuda_state, device)
+                    start += time.perf_counter() - t_eval     # ... nor its clock
+                    bar.write(f"  step {progress['step']}: held-out Avg@{a.eval_k} {progress['evals'][-1]['avg_at_k']:.1%}")
                 if progress["step"] % a.save_every == 0:
                     save()
                 if stop.requested:
@@ -450,13 +467,14 @@ def train(a: LLMArgs) -> int:
     t_eval = time.perf_counter()
     after = evaluate(a, policy, eval_prompts, eval_answers, critic)
     eval_s = time.perf_counter() - t_eval
+    record(after)
     policy.save(os.path.join(run_dir, "policy"))
     results = {"args": dataclasses.asdict(a), "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
                "greedy_before": before["greedy"], "greedy_after": after["greedy"], "eval_before": before,
                "eval_after": after, "train_wall_s": progress["wall_time"], "eval_after_s": eval_s, "load_s": load_s,
                "gen_tokens": progress["gen_tokens"], "responses": progress["responses"],
                "peak_mem_gb": peak_memory_gb(device), "critic_pearson": after.get("pearson"),
-               "critic_spearman": after.get("spearman")}
+               "critic_spearman": after.get("spearman"), "eval_curve": progress["evals"]}
     with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     calib = f"; critic calibration Pearson {after['pearson']:.2f}, Spearman {after['spearman']:.2f}" if "pearson" in after else ""

@@ -191,6 +191,18 @@ def test_same_seed_same_run_and_resume_continues_it(tmp_path, monkeypatch, tiny)
     assert without_timing(rows(tmp_path / "runs" / "d" / "progress.csv")) != without_timing(a)
 
 
+def test_scoring_during_training_changes_neither_the_run_nor_its_clock(tmp_path, monkeypatch, tiny):
+    common = ["--model", tiny, *TINY_FLAGS, "--steps", 3]
+    assert run(tmp_path, monkeypatch, *common, "--run-name", "plain") == 0
+    assert run(tmp_path, monkeypatch, *common, "--eval-every", 1, "--run-name", "scored") == 0
+    plain, scored = (rows(tmp_path / "runs" / n / "progress.csv") for n in ("plain", "scored"))
+    assert without_timing(plain) == without_timing(scored)
+    import json
+    curve = json.load(open(tmp_path / "runs" / "scored" / "results.json"))["eval_curve"]
+    assert [p["step"] for p in curve] == [0, 1, 2, 3]
+    assert [p["gen_tokens"] for p in curve[1:]] == [int(r["gen_tokens"]) for r in scored]
+
+
 def test_the_command_line_as_a_user_types_it(tmp_path, tiny):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "llm_demo.py"), "--model", tiny, "--steps", "1",
                            *map(str, TINY_FLAGS), "--run-name", "cli"], cwd=tmp_path, capture_output=True, text=True,

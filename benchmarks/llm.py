@@ -1,0 +1,130 @@
+"""Sequence-Level PPO against GRPO, RLOO and token-level PPO on one task and one protocol (the LLM demo).
+
+Every algorithm runs the default `python llm_demo.py` with only --algo changed (GRPO and RLOO with G = 8,
+so all of them sample the same 16 responses per step from 16 or 2 prompts), scored on the same 200
+held-out problems (Avg@2 at the training temperature, and greedy) before training, every --eval-every
+steps (the training clock pauses) and at the end. Each run is one fresh process; its results.json is kept
+in results/llm/runs/<name>.json, and a run whose file exists is skipped, so the benchmark can be built up
+over several sittings. Then results/llm/compare.{json,md,png} are rebuilt from all the runs present.
+
+    python benchmarks/llm.py                         # sppo, grpo, rloo, ppo: ~15 min each on 2 CPU cores
+    python benchmarks/llm.py --runs sppo grpo        # a subset
+    python benchmarks/llm.py --render                # only rebuild the table and the figure
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, RESULTS, provenance  # noqa: E402
+
+OUT = os.path.join(RESULTS, "llm")
+RUNS = {  # name -> flags added to the default command
+    "sppo": [],
+    "grpo": ["--algo", "grpo", "--group-size", "8"],
+    "rloo": ["--algo", "rloo", "--group-size", "8"],
+    "ppo": ["--algo", "ppo", "--ratio", "token"],
+    "sppo-critic-same": ["--critic", "same"],
+}
+
+
+def run_one(name: str, flags: list[str], eval_every: int) -> dict:
+    prov = provenance()   # the code as it is when the run starts
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--run-name", "bench", "--log-every", "0",
+               "--eval-every", str(eval_every), *flags]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"{name}: llm_demo.py failed: {proc.stderr.strip().splitlines()[-1:]}")
+        with open(os.path.join(tmp, "runs", "bench", "results.json")) as f:
+            res = json.load(f)
+        shutil.copy(os.path.join(tmp, "runs", "bench", "progress.csv"), os.path.join(OUT, "runs", name + ".csv"))
+    res.update(name=name, flags=flags, process_s=time.perf_counter() - t0, summary=proc.stdout.strip().splitlines()[-1],
+               provenance=prov)
+    return res
+
+
+def render() -> None:
+    runs = {}
+    for name in RUNS:
+        path = os.path.join(OUT, "runs", name + ".json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                runs[name] = json.load(f)
+    if not runs:
+        return
+    first = next(iter(runs.values()))
+    k, n = first["args"]["eval_k"], first["args"]["n_eval"]
+    lines = ["# The LLM demo: Sequence-Level PPO against GRPO, RLOO and token-level PPO", "",
+             f"Default `python llm_demo.py` with only the flags shown changed; {n} held-out problems, Avg@{k} at "
+             f"temperature {first['args']['temperature']} and greedy; training wall-clock excludes the evaluations. "
+             "Peak memory is the process's peak RSS.", "",
+             f"| run | flags | Avg@{k} before → after | greedy before → after | training s | generated tokens | "
+             "peak GB | critic Pearson / Spearman |", "|---|---|---|---|---:|---:|---:|---|"]
+    for name, r in runs.items():
+        calib = (f"{r['critic_pearson']:.2f} / {r['critic_spearman']:.2f}" if r.get("critic_pearson") is not None else "—")
+        lines.append(f"| {name} | `{' '.join(r['flags']) or '(defaults)'}` | {r['accuracy_before']:.1%} → "
+                     f"{r['accuracy_after']:.1%} | {r['greedy_before']:.1%} → {r['greedy_after']:.1%} | "
+                     f"{r['train_wall_s']:.0f} | {r['gen_tokens']:,} | {r['peak_mem_gb']:.1f} | {calib} |")
+    lines += ["", f"Held-out Avg@{k} along training (step: accuracy at training seconds):", ""]
+    for name, r in runs.items():
+        lines.append(f"- {name}: " + ", ".join(f"{p['step']}: {p['avg_at_k']:.1%} at {p['wall_time']:.0f} s"
+                                                for p in r["eval_curve"]))
+    lines += [""] + [f"- {name}: commit {r['provenance']['commit']}, {r['provenance']['machine']}, "
+                     f"torch {r['provenance']['torch']}" for name, r in runs.items()]
+    lines += ["", "Command: `python benchmarks/llm.py` (each run: `python llm_demo.py --eval-every "
+              f"{first['args']['eval_every']} <flags>`)"]
+    with open(os.path.join(OUT, "compare.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(OUT, "compare.json"), "w") as f:
+        json.dump({name: {k2: v for k2, v in r.items() if k2 not in ("eval_before", "eval_after")}
+                   for name, r in runs.items()}, f, indent=1)
+    plot(runs, k)
+    print("\n".join(lines))
+
+
+def plot(runs: dict, k: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for name, r in runs.items():
+        curve = r["eval_curve"]
+        for ax, key in zip(axes, ("wall_time", "gen_tokens")):
+            ax.plot([p[key] for p in curve], [p["avg_at_k"] for p in curve], marker="o", label=name)
+    axes[0].set_xlabel("training wall-clock (s), 2 CPU cores"), axes[1].set_xlabel("generated training tokens")
+    axes[0].set_ylabel(f"held-out Avg@{k}"), axes[0].legend()
+    fig.suptitle("SmolLM2-135M-Instruct on generated word problems: one protocol for every algorithm")
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "compare.png"), dpi=100)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--runs", nargs="+", default=["sppo", "grpo", "rloo", "ppo"], choices=list(RUNS))
+    p.add_argument("--eval-every", type=int, default=15, help="held-out scoring every N steps (besides before/after)")
+    p.add_argument("--render", action="store_true", help="only rebuild compare.{md,json,png}")
+    args = p.parse_args()
+    os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
+    for name in [] if args.render else args.runs:
+        path = os.path.join(OUT, "runs", name + ".json")
+        if os.path.isfile(path):
+            print(f"{name}: done earlier ({path}); skipped", flush=True)
+            continue
+        res = run_one(name, RUNS[name], args.eval_every)
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1)
+        print(res["summary"], flush=True)
+        render()
+    render()
+
+
+if __name__ == "__main__":
+    main()
