@@ -78,7 +78,8 @@ class LLMArgs:
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
     grad_checkpointing: bool = opt(False, "recompute activations in the backward pass (GPU memory lever)")
-    dtype: str = opt("auto", "auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16")
+    dtype: str = opt("auto", "compute precision: auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 "
+                             "(autocast: weights and Adam states stay float32)")
     device: str = opt("auto", "cpu | cuda | auto")
     seed: int = opt(1, "random seed (sampling, prompt order, critic head)")
     threads: int = opt(0, "torch CPU threads (0: torch's default, all cores)")
@@ -190,11 +191,13 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     for _ in range(a.epochs):
         for mb in torch.randperm(B).tensor_split(a.minibatches):
             optimizer.zero_grad()
-            tokens = mask[mb].sum().clamp(min=1)
+            # token-mean over the WHOLE minibatch, every process's share of it included
+            tokens = all_reduce_sum(mask[mb].sum()).clamp(min=1)
+            responses = all_reduce_sum(torch.tensor(float(len(mb)), device=mask.device))
             for i in micro_slices(len(mb), a.micro_batch):
                 idx = mb[i].to(mask.device)
                 logp, entropy = policy.response_logp(*micro_inputs(batch, idx))     # [b, L] with grad
-                m, share = mask[idx], mask[idx].sum() / tokens          # token-mean over the whole minibatch
+                m, share = mask[idx], mask[idx].sum() / tokens          # this micro-batch's share of the tokens
                 old = logp.detach() if one_pass else logp_old[idx]
                 # sppo.py's loss on the [T, B] layout: time first, one column per response
                 pg_loss, stats = policy_loss(logp.T, old.T, step_adv[idx].T, m.T, a.ratio, a.clip_eps, a.dual_clip)
@@ -205,17 +208,80 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                     kl_ref = masked_mean(d.exp() - d - 1, m)
                     loss = loss + a.kl_coef * kl_ref
                 value_loss = critic_loss(a, critic, batch, idx, m) if critic is not None else torch.zeros(())
-                ((loss + value_loss) * share).backward()
+                value_share = share if a.algo == "ppo" else len(idx) / responses   # V(prompt): one per response
+                (loss * share + value_loss * value_share).backward()
                 for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("kl_ref", kl_ref),
                              ("entropy", masked_mean(entropy, m)), *stats.items()):
                     sums[k] += float(v.detach()) * float(share)
+            sync_gradients(policy.model, critic)
             if a.max_grad_norm > 0:
                 for net in (policy.model, critic):
                     if net is not None:
                         torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
             optimizer.step()
             n += 1
-    return {k: v / n for k, v in sums.items()}
+    total = all_reduce_sum(torch.tensor(list(sums.values()), dtype=torch.float64, device=mask.device))
+    return {k: float(v) / n for k, v in zip(sums, total)}
+
+
+# ================================================================================================
+# Several processes (torchrun / accelerate launch): data parallelism written out. Every process holds
+# the whole policy and critic, samples its share of each step's prompts, and sums its gradients with
+# everyone's before the same optimizer step -- so the replicas never drift apart.
+# ================================================================================================
+def world() -> tuple[int, int]:
+    """(rank, number of processes); (0, 1) when launched as a plain `python llm_demo.py`."""
+    dist = torch.distributed
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    if world()[1] > 1:
+        torch.distributed.all_reduce(x)
+    return x
+
+
+def sync_gradients(*nets) -> None:
+    """Sum every gradient over the processes. Each process weighted its loss by its share of the GLOBAL
+    minibatch, so the sum is the gradient of the token-mean over all of it."""
+    if world()[1] == 1:
+        return
+    for net in nets:
+        for p in [] if net is None else net.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+
+
+def start_processes(device_name: str) -> str:
+    """Join the process group that torchrun / accelerate launch set up (WORLD_SIZE > 1): gloo on CPUs,
+    NCCL on GPUs, one GPU per process. Returns the device name for this process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or torch.distributed.is_initialized():
+        return device_name
+    from datetime import timedelta
+    cuda = pick_device(device_name).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # evaluation runs on rank 0 alone while the others wait: allow it hours, not NCCL's default minutes
+    torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=3))
+    return f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def check_replicas(*nets) -> None:
+    """After training every process must hold the same weights; a cheap fingerprint proves it."""
+    rank, n = world()
+    if n == 1:
+        return
+    fingerprint = torch.tensor([sum(float(p.double().sum()) for p in net.parameters()) for net in nets if net is not None],
+                               dtype=torch.float64, device=next(nets[0].parameters()).device)
+    everyone = [torch.zeros_like(fingerprint) for _ in range(n)]
+    torch.distributed.all_gather(everyone, fingerprint)
+    if any(not torch.equal(f, everyone[0]) for f in everyone):
+        raise RuntimeError(f"the {n} processes' weights differ after training: gradients were not synchronised")
 
 
 def critic_loss(a: LLMArgs, critic: LMValue, batch: Rollout, idx, m) -> torch.Tensor:
@@ -334,12 +400,21 @@ def train(a: LLMArgs) -> int:
             a = dataclasses.replace(LLMArgs(**ckpt["args"]), steps=a.steps, device=a.device, resume=a.resume)
         except TypeError:
             raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
-    device = pick_device(a.device)
+    device = pick_device(start_processes(a.device))   # several processes under torchrun: one per device
+    rank, n_proc = world()
+    is_main = rank == 0                               # the one process that evaluates, logs and saves
+    group = a.group_size if a.algo in ("grpo", "rloo") else 1
+    if (a.batch_size // group) % n_proc:
+        raise ConfigError(f"{a.batch_size // group} prompts per step cannot be shared by {n_proc} processes; "
+                          "make --batch-size / group size a multiple of the number of processes")
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
              "float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
+    # mixed precision: float32 master weights (an Adam step of lr * ~1 on a bfloat16 weight would round
+    # away), matrix products in bfloat16 under autocast
+    amp = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     if a.threads:
         torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(a.seed + 100_003 * rank)   # each process samples its own responses
     run_dir = (os.path.dirname(os.path.abspath(a.resume)) if ckpt else
                os.path.join("runs", a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}"))
     if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
@@ -347,11 +422,12 @@ def train(a: LLMArgs) -> int:
 
     train_set, eval_set = load_problems(a)   # data first: a bad file fails before the model loads
     t_load = time.perf_counter()
-    policy = llm_models.load(a.model, device, dtype)
+    policy = llm_models.load(a.model, device, torch.float32)
     train_prompts, train_answers = encode_problems(a, policy, train_set, "training")
     eval_prompts, eval_answers = encode_problems(a, policy, eval_set, "held-out")
     if a.grad_checkpointing:
-        policy.model.gradient_checkpointing_enable()
+        enable = getattr(policy.model, "activation_checkpointing_enable", None) or policy.model.gradient_checkpointing_enable
+        enable()   # transformers 5 renamed it
     reference = None
     if a.kl_coef > 0:   # a frozen copy of the initial policy for the KL penalty
         reference = Policy(copy.deepcopy(policy.model).requires_grad_(False), policy.tok, device)
@@ -359,7 +435,6 @@ def train(a: LLMArgs) -> int:
     if a.algo in ("sppo", "ppo"):
         body = llm_models.critic_body(policy.model, a.critic, a.critic_layers)
         critic = LMValue(body, policy.model.config.hidden_size).to(device)
-        critic.head.to(torch.float32)
     groups = [{"params": policy.model.parameters(), "lr": a.lr}]
     if critic is not None:
         groups += [{"params": critic.body.parameters(), "lr": a.critic_lr},
@@ -380,14 +455,18 @@ def train(a: LLMArgs) -> int:
             raise ConfigError(f"checkpoint {a.resume} does not fit its own settings ({type(e).__name__}); "
                               "it is damaged: start a new run") from None
     load_s = time.perf_counter() - t_load
-    os.makedirs(run_dir, exist_ok=True)
+    if is_main:
+        os.makedirs(run_dir, exist_ok=True)
     ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
     n_params = lambda net: sum(p.numel() for p in net.parameters()) if net is not None else 0
-    print(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
+    say = print if is_main else (lambda *args, **kw: None)
+    say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
           f"{n_params(critic) / 1e6:.0f}M; {len(train_set)} training and {len(eval_set)} held-out problems; "
-          f"loaded in {load_s:.1f} s", flush=True)
+          f"loaded in {load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""), flush=True)
 
     def save():
+        if not is_main:
+            return
         save_checkpoint(ckpt_path, args=dataclasses.asdict(a), policy=policy.model.state_dict(),
                         critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
                         progress=progress, rng=torch.get_rng_state(),
@@ -395,9 +474,11 @@ def train(a: LLMArgs) -> int:
 
     from tqdm import tqdm
     t0 = time.perf_counter()
-    if progress["eval_before"] is None:
-        progress["eval_before"] = evaluate(a, policy, eval_prompts, eval_answers, critic)
-    before = progress["eval_before"]
+    if progress["eval_before"] is None and is_main:
+        with amp():
+            progress["eval_before"] = evaluate(a, policy, eval_prompts, eval_answers, critic)
+    barrier()
+    before = progress["eval_before"] or {"avg_at_k": float("nan"), "greedy": float("nan")}   # rank > 0: unused
 
     def record(ev: dict) -> None:   # one point of the held-out curve: accuracy against time and tokens
         progress["evals"].append({**{k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
@@ -405,15 +486,14 @@ def train(a: LLMArgs) -> int:
 
     if not progress["evals"]:
         record(before)
-    print(f"held-out before: Avg@{a.eval_k} {before['avg_at_k']:.1%}, greedy {before['greedy']:.1%} "
+    say(f"held-out before: Avg@{a.eval_k} {before['avg_at_k']:.1%}, greedy {before['greedy']:.1%} "
           f"({len(eval_set)} problems, {time.perf_counter() - t0:.0f} s)", flush=True)
-    if ckpt is not None:
+    if ckpt is not None and is_main:
         keep_rows_up_to(csv_path, progress["step"], COLUMNS, key="step")
-    group = a.group_size if a.algo in ("grpo", "rloo") else 1
     status, start = "done", time.perf_counter() - progress["wall_time"]
     stop = StopOnCtrlC()
-    with stop, open(csv_path, "a", newline="") as f, tqdm(total=a.steps, initial=progress["step"], unit="step",
-                                                          disable=None) as bar:
+    with stop, open(csv_path if is_main else os.devnull, "a", newline="") as f, \
+            tqdm(total=a.steps, initial=progress["step"], unit="step", disable=None if is_main else True) as bar:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if f.tell() == 0:
             writer.writeheader()
@@ -423,49 +503,62 @@ def train(a: LLMArgs) -> int:
                 rng = np.random.default_rng(a.seed * 1_000_003 + progress["step"])
                 pick = rng.choice(len(train_prompts), size=a.batch_size // group, replace=False)
                 pick = [i for i in pick for _ in range(group)]            # G consecutive copies of each prompt
+                share = len(pick) // n_proc
+                pick = pick[rank * share:(rank + 1) * share]              # this process's prompts (whole groups)
                 t_gen = time.perf_counter()
-                batch = rollout(policy, [train_prompts[i] for i in pick], [train_answers[i] for i in pick],
-                                a.temperature, a.max_new_tokens)
-                gen_s = time.perf_counter() - t_gen
-                with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
-                    advantages, value = compute_advantages(a, batch, critic)
-                row = update(a, policy, critic, reference, optimizer, batch, advantages)
-                new_tokens = int(batch.response_mask.sum())
-                progress.update(step=progress["step"] + 1, responses=progress["responses"] + len(pick),
+                with amp():
+                    batch = rollout(policy, [train_prompts[i] for i in pick], [train_answers[i] for i in pick],
+                                    a.temperature, a.max_new_tokens)
+                    gen_s = time.perf_counter() - t_gen
+                    with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
+                        advantages, value = compute_advantages(a, batch, critic)
+                    row = update(a, policy, critic, reference, optimizer, batch, advantages)
+                # totals over all processes: [correct responses, responses, generated tokens]
+                total = all_reduce_sum(torch.tensor([float(batch.rewards.sum()), len(pick), float(batch.response_mask.sum())],
+                                                    dtype=torch.float64, device=device))
+                new_tokens = int(total[2])
+                progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
                                 gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - start)
                 row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
-                           reward=float(batch.rewards.mean()), value="" if value is None else float(value.mean()),
-                           adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()), response_len=new_tokens / len(pick),
+                           reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
+                           adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()),
+                           response_len=new_tokens / float(total[1]),
                            gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(device))
                 writer.writerow(row)
                 f.flush()
                 bar.update(1)
                 bar.set_postfix(reward=f"{row['reward']:.2f}", len=f"{row['response_len']:.0f}")
-                if a.log_every and progress["step"] % a.log_every == 0:
+                if is_main and a.log_every and progress["step"] % a.log_every == 0:
                     show_samples(bar, batch, advantages, value)
-                if a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
+                if is_main and a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
                     t_eval, rng_state = time.perf_counter(), torch.get_rng_state()
                     cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-                    record(evaluate(a, policy, eval_prompts, eval_answers, critic))
+                    with amp():
+                        record(evaluate(a, policy, eval_prompts, eval_answers, critic))
                     torch.set_rng_state(rng_state)            # scoring does not change the training run ...
                     if cuda_state is not None:
                         torch.cuda.set_rng_state(cuda_state, device)
                     start += time.perf_counter() - t_eval     # ... nor its clock
                     bar.write(f"  step {progress['step']}: held-out Avg@{a.eval_k} {progress['evals'][-1]['avg_at_k']:.1%}")
+                barrier()
                 if progress["step"] % a.save_every == 0:
                     save()
-                if stop.requested:
+                if all_reduce_sum(torch.tensor(float(stop.requested), device=device)) > 0:   # all stop together
                     status = "interrupted (Ctrl-C)"
                     break
             save()
         except KeyboardInterrupt:
             status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
+    check_replicas(policy.model, critic)
+    if not is_main:
+        return 0
     plot(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{a.algo} on {a.model}")
     if status.startswith(("interrupted", "stopped")):
         print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {ckpt_path}")
         return 130
     t_eval = time.perf_counter()
-    after = evaluate(a, policy, eval_prompts, eval_answers, critic)
+    with amp():
+        after = evaluate(a, policy, eval_prompts, eval_answers, critic)
     eval_s = time.perf_counter() - t_eval
     record(after)
     policy.save(os.path.join(run_dir, "policy"))
@@ -519,6 +612,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ class LMValue(nn.Module):
 
     def logits(self, ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.body(input_ids=ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
-        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+        return self.head(hidden).squeeze(-1)
 
     def prompt_logit(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
         """prompt_ids, prompt_mask [B, P], LEFT-padded so the last prompt token sits at P-1 in every row

@@ -147,7 +147,8 @@ def test_small_critic_has_fewer_layers_and_its_own_weights(tiny):
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("algo,extra", [("sppo", []), ("ppo", []), ("grpo", []), ("rloo", []),
                                         ("sppo", ["--critic", "same", "--ratio", "token", "--epochs", 2,
-                                                  "--minibatches", 2, "--kl-coef", 0.1, "--micro-batch", 3])])
+                                                  "--minibatches", 2, "--kl-coef", 0.1, "--micro-batch", 3]),
+                                        ("ppo", ["--dtype", "bfloat16", "--grad-checkpointing", "--ratio", "joint"])])
 def test_every_algorithm_runs_end_to_end(tmp_path, monkeypatch, capsys, tiny, algo, extra):
     assert run(tmp_path, monkeypatch, "--model", tiny, "--algo", algo, "--steps", 2, *TINY_FLAGS, *extra,
                "--run-name", "r") == 0
@@ -210,6 +211,21 @@ def test_the_command_line_as_a_user_types_it(tmp_path, tiny):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stdout.strip().splitlines()[-1].startswith("sppo: held-out Avg@2")
+
+
+def test_two_processes_on_gloo_share_the_batch_and_stay_identical(tmp_path, tiny):
+    """torchrun with 2 CPU processes (gloo): each samples half of every step's prompts, gradients are summed
+    before the shared optimizer step, and the run ends with a check that both hold the same weights."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           os.path.join(REPO, "llm_demo.py"), "--model", tiny, "--steps", "2", *map(str, TINY_FLAGS),
+           "--run-name", "ddp"]   # sppo: A = R - V is never all zero, so the weights move
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 processes" in proc.stdout
+    assert proc.stdout.count("sppo: held-out Avg@2") == 1            # one process reports
+    rs = rows(tmp_path / "runs" / "ddp" / "progress.csv")
+    assert [int(r["responses"]) for r in rs] == [8, 16]              # both halves of every batch counted
 
 
 def test_default_model_smoke_run(tmp_path, monkeypatch, capsys):
