@@ -10,6 +10,7 @@ over several sittings. Then results/llm/compare.{json,md,png} are rebuilt from a
     python benchmarks/llm.py                         # sppo, grpo, rloo, ppo: ~15 min each on 2 CPU cores
     python benchmarks/llm.py --runs sppo grpo        # a subset
     python benchmarks/llm.py --render                # only rebuild the table and the figure
+    python benchmarks/llm.py --memory                # peak memory of 3 training steps per critic and algorithm
 """
 import argparse
 import json
@@ -52,7 +53,7 @@ def run_one(name: str, flags: list[str], eval_every: int) -> dict:
 
 def render() -> None:
     runs = {}
-    for name in RUNS:
+    for name in [*RUNS, "trl-grpo"]:   # trl-grpo: written by benchmarks/llm_trl.py
         path = os.path.join(OUT, "runs", name + ".json")
         if os.path.isfile(path):
             with open(path) as f:
@@ -106,13 +107,46 @@ def plot(runs: dict, k: int) -> None:
     plt.close(fig)
 
 
+MEMORY = {"sppo, --critic small": [], "sppo, --critic same": ["--critic", "same"],
+          "ppo, --critic small": ["--algo", "ppo", "--ratio", "token"], "ppo, --critic same": ["--algo", "ppo", "--ratio", "token", "--critic", "same"],
+          "grpo (no critic)": ["--algo", "grpo", "--group-size", "8"]}
+
+
+def memory() -> None:
+    """Peak RSS of the training itself: 3 steps, a held-out set of 8 so that generation for the evaluation
+    (128 responses at once) does not set the peak. Each configuration in a fresh process."""
+    rows = []
+    for name, flags in MEMORY.items():
+        r = run_one(name, [*flags, "--steps", "3", "--n-eval", "8", "--eval-k", "1"], eval_every=0)
+        rows.append({"name": name, "flags": flags, "peak_mem_gb": r["peak_mem_gb"], "train_wall_s": r["train_wall_s"],
+                     "provenance": r["provenance"]})
+        print(rows[-1], flush=True)
+    p = rows[0]["provenance"]
+    lines = ["# Peak memory of the LLM demo's training (CPU, float32)", "",
+             "Peak resident set size of `python llm_demo.py --steps 3 --n-eval 8 --eval-k 1 <flags>` (model, critic, "
+             "Adam states, activations of 16 responses in micro-batches of 8).", "",
+             "| configuration | flags | peak RSS GB | 3 training steps, s |", "|---|---|---:|---:|"]
+    lines += [f"| {r['name']} | `{' '.join(r['flags']) or '(defaults)'}` | {r['peak_mem_gb']:.2f} | {r['train_wall_s']:.0f} |"
+              for r in rows]
+    lines += ["", f"Machine: {p['machine']}; torch {p['torch']}; commit {p['commit']}.",
+              "Command: `python benchmarks/llm.py --memory`"]
+    with open(os.path.join(OUT, "memory.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(OUT, "memory.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print("\n".join(lines))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", default=["sppo", "grpo", "rloo", "ppo"], choices=list(RUNS))
     p.add_argument("--eval-every", type=int, default=15, help="held-out scoring every N steps (besides before/after)")
     p.add_argument("--render", action="store_true", help="only rebuild compare.{md,json,png}")
+    p.add_argument("--memory", action="store_true", help="only measure peak memory (results/llm/memory.md)")
     args = p.parse_args()
     os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
+    if args.memory:
+        return memory()
     for name in [] if args.render else args.runs:
         path = os.path.join(OUT, "runs", name + ".json")
         if os.path.isfile(path):
