@@ -63,7 +63,7 @@ class LLMArgs:
     steps: int = opt(30, "training steps (one rollout and one update each)")
     lr: float = opt(3e-5, "policy learning rate (Adam)")
     critic_lr: float = opt(5e-5, "critic body learning rate (Adam)")
-    critic_head_lr: float = opt(3e-3, "learning rate of the critic's fresh scalar head")
+    critic_head_lr: float = opt(1e-3, "learning rate of the critic's fresh scalar head")
     temperature: float = opt(0.7, "sampling temperature, for training and for Avg@k (the paper: 0.6)")
     max_new_tokens: int = opt(24, "response length limit (a cut response is scored as it stands)")
     max_prompt_tokens: int = opt(256, "longest prompt accepted, after the chat template")
@@ -183,9 +183,9 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.
     one_pass = a.epochs == 1 and a.minibatches == 1
     with torch.no_grad():
-        logp_old = None if one_pass else torch.cat([policy.response_logp(*micro_inputs(batch, i))[0]
+        logp_old = None if one_pass else torch.cat([policy.response_logp(*micro_inputs(batch, i), a.temperature)[0]
                                                     for i in micro_slices(B, a.micro_batch)])
-        logp_ref = None if reference is None else torch.cat([reference.response_logp(*micro_inputs(batch, i))[0]
+        logp_ref = None if reference is None else torch.cat([reference.response_logp(*micro_inputs(batch, i), a.temperature)[0]
                                                              for i in micro_slices(B, a.micro_batch)])
     sums, n = {k: 0.0 for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "kl_ref")}, 0
     for _ in range(a.epochs):
@@ -196,7 +196,8 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
             responses = all_reduce_sum(torch.tensor(float(len(mb)), device=mask.device))
             for i in micro_slices(len(mb), a.micro_batch):
                 idx = mb[i].to(mask.device)
-                logp, entropy = policy.response_logp(*micro_inputs(batch, idx))     # [b, L] with grad
+                # log pi_T: the log-probs of the distribution that SAMPLED, softmax(logits / T)
+                logp, entropy = policy.response_logp(*micro_inputs(batch, idx), a.temperature)     # [b, L], grad
                 m, share = mask[idx], mask[idx].sum() / tokens          # this micro-batch's share of the tokens
                 old = logp.detach() if one_pass else logp_old[idx]
                 # sppo.py's loss on the [T, B] layout: time first, one column per response

@@ -142,6 +142,46 @@ def test_small_critic_has_fewer_layers_and_its_own_weights(tiny):
     assert p.data_ptr() != next(policy.model.get_decoder().parameters()).data_ptr()
 
 
+def test_log_probs_are_those_of_the_sampling_temperature(tiny):
+    """Responses are sampled from softmax(logits / T), so the policy gradient needs log of THAT."""
+    policy = tiny_policy(tiny)
+    pids, pmask = policy.left_pad(policy.encode(["2+2?"]))
+    rids = torch.tensor([[40, 41, 42]])
+    ids, mask, pos = llm_models.join(pids, pmask, rids, torch.ones_like(rids))
+    with torch.no_grad():
+        logits = policy.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -4:-1]
+        got = policy.response_logp(pids, pmask, rids, torch.ones_like(rids), temperature=0.5)[0]
+    torch.testing.assert_close(got, (logits / 0.5).log_softmax(-1).gather(-1, rids[..., None]).squeeze(-1))
+
+
+@pytest.mark.parametrize("algo", ["sppo", "ppo"])
+def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny, algo):
+    """One update in micro-batches of 3 moves every weight exactly as one in a single micro-batch: each
+    micro-batch's loss is weighted by its share of the minibatch's tokens (responses, for V(prompt))."""
+    import copy
+    policy = tiny_policy(tiny)
+    eos = policy.eos_ids[0]
+    prompts = policy.encode([f"What is {i} + {i}?" for i in range(7)])
+    pids, pmask = policy.left_pad(prompts)
+    rids = torch.tensor([[30 + i, 31, eos, 0, 0] if i % 2 else [30 + i, 31, 32, 33, eos] for i in range(7)])
+    batch = llm_demo.Rollout(pids, pmask, rids, policy.response_mask(rids), [""] * 7, torch.tensor([1.0, 0, 0, 1, 0, 1, 1]))
+    critic0 = llm_demo.LMValue(llm_models.critic_body(policy.model, "small", 1), policy.model.config.hidden_size)
+    torch.nn.init.normal_(critic0.head.weight, std=0.1)
+    after = []
+    for micro in (7, 3):
+        p, c = llm_models.Policy(copy.deepcopy(policy.model), policy.tok, policy.device), copy.deepcopy(critic0)
+        args = llm_demo.LLMArgs(algo=algo, micro_batch=micro, max_grad_norm=0.0, temperature=0.7)
+        opt = torch.optim.SGD([*p.model.parameters(), *c.parameters()], lr=0.1)
+        with torch.no_grad():
+            adv, _ = llm_demo.compute_advantages(args, batch, c)
+        llm_demo.update(args, p, c, None, opt, batch, adv)
+        after.append([x.detach().clone() for x in [*p.model.parameters(), *c.parameters()]])
+    moved = [not torch.equal(a, b) for a, b in zip(after[0], policy.model.parameters())]
+    assert any(moved)
+    for a, b in zip(*after):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 # ------------------------------------------------------------------------------------------------
 # Whole runs on the tiny model
 # ------------------------------------------------------------------------------------------------
