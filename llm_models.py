@@ -71,10 +71,14 @@ class Policy:
         """Batched sampling with the KV cache -> response_ids [B, L] (L <= max_new_tokens; rows that ended
         early are padded). Pure sampling from softmax(logits / T): no top-k or top-p, so the policy that
         is trained is exactly the one that sampled."""
+        from transformers import GenerationConfig
         self.model.eval()
-        kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
-        out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-                                  eos_token_id=self.eos_ids, pad_token_id=self.pad_id, **kw)
+        # a fresh config: a model's own generation_config may carry top-k/top-p, a repetition penalty
+        # (Qwen2.5's has 1.05), ... which would make the sampler differ from the policy being trained
+        config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
+                                  do_sample=not greedy, temperature=None if greedy else temperature,
+                                  top_k=None, top_p=None)
+        out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
         self.model.train()
         return out[:, prompt_ids.shape[1]:]
 

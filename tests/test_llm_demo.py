@@ -65,6 +65,19 @@ def test_response_mask_stops_after_the_first_eos(tiny):
     assert torch.equal(policy.response_mask(ids), expect)
 
 
+def test_sampling_ignores_the_models_own_generation_settings(tiny):
+    """The sampler must be the policy: a model's generation_config (top-k, repetition penalty, ...) is not
+    applied. With top_k = 1 there, sampling would collapse onto the greedy answer."""
+    policy = tiny_policy(tiny)
+    policy.model.generation_config.top_k, policy.model.generation_config.repetition_penalty = 1, 3.0
+    ids, mask = policy.left_pad(policy.encode(["hi"] * 4))
+    torch.manual_seed(0)
+    sampled = policy.generate(ids, mask, 1.0, 12)
+    greedy = policy.generate(ids, mask, 1.0, 12, greedy=True)
+    assert (greedy == greedy[0]).all()                 # greedy: the same answer for the same prompt
+    assert not torch.equal(sampled, greedy) and len({tuple(r.tolist()) for r in sampled}) == 4
+
+
 def test_left_padding_does_not_change_the_log_probs(tiny):
     """A prompt scored alone and in a left-padded batch beside a longer one gives the same log-probs:
     padding is masked out of attention and the positions count real tokens only."""
