@@ -44,6 +44,12 @@ class Policy:
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         self.eos_ids = sorted(set(eos) | {tokenizer.eos_token_id} - {None})
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        # pure sampling from softmax(logits / T): a model's own generation settings (top-k, top-p, a
+        # repetition penalty -- Qwen2.5 ships 1.05) would make the sampler differ from the policy trained,
+        # and generate() fills any setting left at its default from them, so they are replaced here
+        from transformers import GenerationConfig
+        model.generation_config = GenerationConfig(bos_token_id=model.generation_config.bos_token_id,
+                                                   eos_token_id=self.eos_ids, pad_token_id=self.pad_id)
 
     # -- prompts ------------------------------------------------------------------------------------
     def encode(self, user_messages: list[str], system: str | None = None) -> list[list[int]]:
@@ -71,14 +77,9 @@ class Policy:
         """Batched sampling with the KV cache -> response_ids [B, L] (L <= max_new_tokens; rows that ended
         early are padded). Pure sampling from softmax(logits / T): no top-k or top-p, so the policy that
         is trained is exactly the one that sampled."""
-        from transformers import GenerationConfig
         self.model.eval()
-        # a fresh config: a model's own generation_config may carry top-k/top-p, a repetition penalty
-        # (Qwen2.5's has 1.05), ... which would make the sampler differ from the policy being trained
-        config = GenerationConfig(max_new_tokens=max_new_tokens, eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-                                  do_sample=not greedy, temperature=None if greedy else temperature,
-                                  top_k=None, top_p=None)
-        out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
+        kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_k=0)  # 0: off
+        out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens, **kw)
         self.model.train()
         return out[:, prompt_ids.shape[1]:]
 

@@ -68,8 +68,10 @@ def test_response_mask_stops_after_the_first_eos(tiny):
 def test_sampling_ignores_the_models_own_generation_settings(tiny):
     """The sampler must be the policy: a model's generation_config (top-k, repetition penalty, ...) is not
     applied. With top_k = 1 there, sampling would collapse onto the greedy answer."""
-    policy = tiny_policy(tiny)
-    policy.model.generation_config.top_k, policy.model.generation_config.repetition_penalty = 1, 3.0
+    from transformers import AutoModelForCausalLM, GenerationConfig
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    model.generation_config = GenerationConfig(top_k=1, top_p=0.5, repetition_penalty=3.0, eos_token_id=2)
+    policy = llm_models.Policy(model, tiny_policy(tiny).tok, torch.device("cpu"))
     ids, mask = policy.left_pad(policy.encode(["hi"] * 4))
     torch.manual_seed(0)
     sampled = policy.generate(ids, mask, 1.0, 12)
