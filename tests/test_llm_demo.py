@@ -70,7 +70,8 @@ def test_sampling_ignores_the_models_own_generation_settings(tiny):
     applied. With top_k = 1 there, sampling would collapse onto the greedy answer."""
     from transformers import AutoModelForCausalLM, GenerationConfig
     model = AutoModelForCausalLM.from_pretrained(tiny)
-    model.generation_config = GenerationConfig(top_k=1, top_p=0.5, repetition_penalty=3.0, eos_token_id=2)
+    model.generation_config = GenerationConfig(top_k=1, top_p=0.5, repetition_penalty=3.0, eos_token_id=2,
+                                               suppress_tokens=list(range(3, 250)))   # would leave 9 tokens
     policy = llm_models.Policy(model, tiny_policy(tiny).tok, torch.device("cpu"))
     ids, mask = policy.left_pad(policy.encode(["hi"] * 4))
     torch.manual_seed(0)
@@ -78,6 +79,7 @@ def test_sampling_ignores_the_models_own_generation_settings(tiny):
     greedy = policy.generate(ids, mask, 1.0, 12, greedy=True)
     assert (greedy == greedy[0]).all()                 # greedy: the same answer for the same prompt
     assert not torch.equal(sampled, greedy) and len({tuple(r.tolist()) for r in sampled}) == 4
+    assert ((sampled >= 3) & (sampled < 250)).any()    # the suppressed tokens are sampled: the config is gone
 
 
 def test_left_padding_does_not_change_the_log_probs(tiny):
