@@ -34,7 +34,7 @@ RUNS = {  # name -> flags added to the default command
 }
 
 
-def run_one(name: str, flags: list[str], eval_every: int) -> dict:
+def run_one(name: str, flags: list[str], eval_every: int, keep_csv: bool = True) -> dict:
     prov = provenance()   # the code as it is when the run starts
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--run-name", "bench", "--log-every", "0",
@@ -45,7 +45,8 @@ def run_one(name: str, flags: list[str], eval_every: int) -> dict:
             raise SystemExit(f"{name}: llm_demo.py failed: {proc.stderr.strip().splitlines()[-1:]}")
         with open(os.path.join(tmp, "runs", "bench", "results.json")) as f:
             res = json.load(f)
-        shutil.copy(os.path.join(tmp, "runs", "bench", "progress.csv"), os.path.join(OUT, "runs", name + ".csv"))
+        if keep_csv:
+            shutil.copy(os.path.join(tmp, "runs", "bench", "progress.csv"), os.path.join(OUT, "runs", name + ".csv"))
     res.update(name=name, flags=flags, process_s=time.perf_counter() - t0, summary=proc.stdout.strip().splitlines()[-1],
                provenance=prov)
     return res
@@ -117,7 +118,7 @@ def memory() -> None:
     (128 responses at once) does not set the peak. Each configuration in a fresh process."""
     rows = []
     for name, flags in MEMORY.items():
-        r = run_one(name, [*flags, "--steps", "3", "--n-eval", "8", "--eval-k", "1"], eval_every=0)
+        r = run_one(name, [*flags, "--steps", "3", "--n-eval", "8", "--eval-k", "1"], eval_every=0, keep_csv=False)
         rows.append({"name": name, "flags": flags, "peak_mem_gb": r["peak_mem_gb"], "train_wall_s": r["train_wall_s"],
                      "provenance": r["provenance"]})
         print(rows[-1], flush=True)
