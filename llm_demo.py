@@ -38,7 +38,7 @@ import torch
 import llm_models
 import llm_tasks
 from llm_models import Policy, all_reduce_sum, barrier, check_replicas, start_processes, sync_gradients, world
-from runlog import ConfigError, StopOnCtrlC, keep_rows_up_to, pick_device, read_checkpoint, save_checkpoint
+from runlog import ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, pick_device, read_checkpoint, save_checkpoint
 from sppo import (gae_advantage, grpo_advantage, masked_mean, opt, parse_args, policy_loss, rloo_advantage,
                   sppo_advantage)
 from value import LMValue
@@ -91,21 +91,13 @@ class LLMArgs:
 
 
 def check_args(a: LLMArgs) -> None:
-    choices = {"algo": ("sppo", "ppo", "grpo", "rloo"), "ratio": ("token", "seq", "joint"), "critic": ("small", "same"),
-               "dataset": ("arithmetic", "gsm8k"), "dtype": ("auto", "float32", "bfloat16"),
-               "prompt_style": llm_tasks.STYLES}
-    for name, allowed in choices.items():
-        if getattr(a, name) not in allowed:
-            raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, got '{getattr(a, name)}'")
-    if a.difficulty not in llm_tasks.DIFFICULTIES:
-        raise ConfigError(f"--difficulty must be one of {', '.join(map(str, llm_tasks.DIFFICULTIES))}, got {a.difficulty}")
-    for name in ("n_train", "n_eval", "batch_size", "steps", "max_new_tokens", "max_prompt_tokens", "epochs",
-                 "minibatches", "micro_batch", "eval_k", "critic_layers", "save_every"):
-        if getattr(a, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(a, name)}")
-    for name in ("lr", "critic_lr", "critic_head_lr", "clip_eps", "temperature"):
-        if not getattr(a, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(a, name)}")
+    check_settings(a, {"algo": ("sppo", "ppo", "grpo", "rloo"), "ratio": ("token", "seq", "joint"),
+                       "critic": ("small", "same"), "dataset": ("arithmetic", "gsm8k"),
+                       "dtype": ("auto", "float32", "bfloat16"), "prompt_style": llm_tasks.STYLES,
+                       "difficulty": llm_tasks.DIFFICULTIES},
+                   positive_ints=("n_train", "n_eval", "batch_size", "steps", "max_new_tokens", "max_prompt_tokens",
+                                  "epochs", "minibatches", "micro_batch", "eval_k", "critic_layers", "save_every"),
+                   positive_floats=("lr", "critic_lr", "critic_head_lr", "clip_eps", "temperature"))
     if not (a.dual_clip == 0 or a.dual_clip > 1):
         raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {a.dual_clip}")
     if min(a.kl_coef, a.max_grad_norm, a.threads, a.log_every, a.eval_every) < 0:

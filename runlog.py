@@ -32,6 +32,21 @@ def pick_device(name: str) -> torch.device:
         raise ConfigError(f"unknown --device '{name}'; use cpu, cuda or auto") from None
 
 
+def check_settings(args, choices: dict, positive_ints=(), positive_floats=()) -> None:
+    """The checks every trainer's settings share: a value among its choices, sizes >= 1, rates > 0.
+    Each failure is one ConfigError naming the flag as the user typed it."""
+    flag = lambda name: "--" + name.replace("_", "-")
+    for name, allowed in choices.items():
+        if getattr(args, name) not in allowed:
+            raise ConfigError(f"{flag(name)} must be one of {', '.join(map(str, allowed))}, got '{getattr(args, name)}'")
+    for name in positive_ints:
+        if getattr(args, name) < 1:
+            raise ConfigError(f"{flag(name)} must be a positive integer, got {getattr(args, name)}")
+    for name in positive_floats:
+        if not getattr(args, name) > 0:
+            raise ConfigError(f"{flag(name)} must be > 0, got {getattr(args, name)}")
+
+
 def read_checkpoint(path: str, keys: tuple[str, ...]) -> dict:
     """Load a checkpoint written by save_checkpoint, refusing anything that lacks `keys`."""
     if not os.path.isfile(path):

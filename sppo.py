@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 import envs
-from runlog import ConfigError, StopOnCtrlC, keep_rows_up_to, pick_device, plot_progress, read_checkpoint, save_checkpoint
+from runlog import ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, pick_device, plot_progress, read_checkpoint, save_checkpoint
 from value import PromptValue, StepValue, mlp
 
 
@@ -249,19 +249,12 @@ class Actor(nn.Module):
 # ================================================================================================
 def check_args(args: Args) -> None:
     """Refuse impossible settings before anything is built, with what to do instead."""
-    choices = {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
-               "reward": ("return", "success"), "backend": ("auto", "torch", "gymnasium")}
-    for name, allowed in choices.items():
-        if getattr(args, name) not in allowed:
-            raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, got '{getattr(args, name)}'")
-    for name in ("num_episodes", "total_steps", "epochs", "minibatches", "hidden", "save_every", "threads"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    check_settings(args, {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
+                          "reward": ("return", "success"), "backend": ("auto", "torch", "gymnasium")},
+                   positive_ints=("num_episodes", "total_steps", "epochs", "minibatches", "hidden", "save_every", "threads"),
+                   positive_floats=("lr", "critic_lr", "clip_eps"))
     if args.horizon < 0:
         raise ConfigError(f"--horizon must be >= 0 (0: the env's own limit), got {args.horizon}")
-    for name in ("lr", "critic_lr", "clip_eps"):
-        if not getattr(args, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     if not (args.dual_clip == 0 or args.dual_clip > 1):
         raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {args.dual_clip}")
     if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
