@@ -427,12 +427,14 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
     horizon = horizon or env.max_episode_steps
     obs = env.reset(seed=seed, group_size=group_size)
     ever_ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
-    obs_buf, act_buf, logp_buf, rew_buf, term_buf, trunc_buf = [obs], [], [], [], [], []
+    obs_buf, act_buf, logp_buf, rew_buf, term_buf, trunc_buf, succ_buf = [obs], [], [], [], [], [], []
     for t in range(horizon):
         action, logp = act(obs)
-        obs, reward, term, trunc, _ = env.step(action)
+        obs, reward, term, trunc, info = env.step(action)
         obs_buf.append(obs); act_buf.append(action); logp_buf.append(logp)
         rew_buf.append(reward); term_buf.append(term); trunc_buf.append(trunc)
+        if "success" in info:   # a task env (control_tasks.py) judges success on the step an episode ends
+            succ_buf.append(info["success"])
         ever_ended |= term | trunc
         if (t + 1) % check_every == 0 and bool(ever_ended.all()):
             break
@@ -448,7 +450,10 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
     truncated = trunc.gather(0, last)[0] & ~terminated
     cut = ~(terminated | truncated)   # still running at the horizon: neither flag; the caller bootstraps it
     success_fn = SUCCESS.get(getattr(env, "env_id", ""))
-    success = None if success_fn is None else success_fn(final_obs, terminated, truncated | cut)
+    if succ_buf:   # an episode still running at the horizon has not ended, so it has not succeeded
+        success = torch.stack(succ_buf).gather(0, last)[0] & ~cut
+    else:
+        success = None if success_fn is None else success_fn(final_obs, terminated, truncated | cut)
     return Episodes(obs=all_obs[:-1], actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
                     rewards=torch.stack(rew_buf), step_mask=step_mask, s0=all_obs[0], final_obs=final_obs,
                     terminated=terminated, truncated=truncated, success=success)

@@ -16,7 +16,8 @@ Usage:
     python sppo.py --env CartPole-v1                              # Sequence-Level PPO, default settings
     python sppo.py --env CartPole-v1 --algo ppo                   # token-level PPO + GAE, same code path
     python sppo.py --env CartPole-v1 --algo grpo --group-size 8
-    python sppo.py --env Pendulum-v1 --reward success             # binary outcome: upright at the end
+    python sppo.py --task precision-cartpole --init checkpoints/precision-cartpole-sft.pt   # the paper's benchmark:
+                                                                  # a 0/1 outcome at the end, from an SFT policy
     python sppo.py --env CartPole-v1 --total-steps 20000          # a tiny run, for class
     python sppo.py --resume runs/<run_name>/model.pt              # continue an interrupted run
 """
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+import control_tasks
 import envs
 from runlog import ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, pick_device, plot_progress, read_checkpoint, save_checkpoint
 from value import PromptValue, StepValue, mlp
@@ -50,13 +52,18 @@ def opt(default, help):
 
 @dataclass
 class Args:
-    env: str = opt("CartPole-v1", "gymnasium id of the task")
+    env: str = opt("CartPole-v1", "gymnasium id of the environment")
+    task: str = opt("", "a control-benchmark task (control_tasks.py): precision-cartpole | mountaincar | pendulum | "
+                        "lunarlander | hopper; sets --env, the horizon, the 0/1 outcome and the paper's episodes per update")
+    init: str = opt("", "start the actor from this checkpoint (an SFT policy of the task, or a model.pt); the critic starts fresh")
     algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
     ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint")
-    reward: str = opt("return", "episode outcome R: return (sum of rewards) | success (binary, judged at the end)")
-    num_episodes: int = opt(32, "episodes per update B (LLM: responses per batch)")
+    reward: str = opt("return", "episode outcome R: return (sum of rewards) | success (binary, judged at the end) | "
+                                "shaped (--task only: the expert stage's dense reward); a --task's return IS its 0/1 outcome")
+    num_episodes: int = opt(0, "episodes per update B (LLM: responses per batch); 0: 32, or the paper's value for a --task")
     group_size: int = opt(8, "G: episodes sharing one initial state (grpo and rloo only)")
     total_steps: int = opt(1_000_000, "budget in env steps (real steps; padding after an episode ends is not counted)")
+    total_episodes: int = opt(0, "budget in episodes (0: none); the run stops at whichever budget it reaches first")
     horizon: int = opt(0, "episode length limit H (0: the env's own time limit)")
     lr: float = opt(3e-3, "actor learning rate (Adam)")
     critic_lr: float = opt(3e-3, "critic learning rate (Adam)")
@@ -250,9 +257,14 @@ class Actor(nn.Module):
 def check_args(args: Args) -> None:
     """Refuse impossible settings before anything is built, with what to do instead."""
     check_settings(args, {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
-                          "reward": ("return", "success"), "backend": ("auto", "torch", "gymnasium")},
+                          "reward": ("return", "success", "shaped"), "backend": ("auto", "torch", "gymnasium")},
                    positive_ints=("num_episodes", "total_steps", "epochs", "minibatches", "hidden", "save_every", "threads"),
                    positive_floats=("lr", "critic_lr", "clip_eps"))
+    if args.total_episodes < 0:
+        raise ConfigError(f"--total-episodes must be >= 0 (0: no episode budget), got {args.total_episodes}")
+    if args.reward == "shaped" and not args.task:
+        raise ConfigError("--reward shaped is the expert stage of a --task; pass --task (one of "
+                          f"{', '.join(control_tasks.TASKS)}) or use --reward return")
     if args.horizon < 0:
         raise ConfigError(f"--horizon must be >= 0 (0: the env's own limit), got {args.horizon}")
     if not (args.dual_clip == 0 or args.dual_clip > 1):
@@ -268,7 +280,7 @@ def check_args(args: Args) -> None:
             raise ConfigError(f"--algo {args.algo} compares episodes within a group: --group-size must be >= 2, got {args.group_size}")
         if args.num_episodes % args.group_size:
             raise ConfigError(f"--num-episodes ({args.num_episodes}) must be a multiple of --group-size ({args.group_size})")
-    if args.reward == "success" and args.env not in envs.SUCCESS:
+    if args.reward == "success" and not args.task and args.env not in envs.SUCCESS:
         raise ConfigError(f"'{args.env}' has no success predicate (have: {', '.join(envs.SUCCESS)}); use --reward return")
 
 
@@ -285,7 +297,7 @@ def compute_advantages(args: Args, batch: envs.Episodes, outcome: torch.Tensor, 
         critic_target = outcome                                      # V(s0) regresses on R
         advantages = sppo_advantage(outcome, critic(batch.s0))
     elif args.algo == "ppo":
-        if args.reward == "return":
+        if args.reward != "success":   # dense rewards (a return, or a task's shaped reward)
             rewards = batch.rewards * batch.step_mask
             # bootstrap episodes cut by a time limit; a terminated one has no future
             last_value = critic(batch.final_obs) * (~batch.terminated).float()
@@ -315,7 +327,7 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
     """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps."""
     group = args.group_size if args.algo in ("grpo", "rloo") else 1
     batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed)
-    outcome = batch.returns if args.reward == "return" else batch.success.float()
+    outcome = batch.success.float() if args.reward == "success" else batch.returns
     mask = batch.step_mask                                           # [T, B] (LLM: response mask)
     with torch.no_grad():
         advantages, critic_target = compute_advantages(args, batch, outcome, critic)
@@ -331,7 +343,7 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
             ev = explained_variance((critic_target - advantages)[mask > 0], critic_target[mask > 0])
         else:
             ev = float("nan")
-        if critic is not None and args.reward == "return":
+        if critic is not None and args.reward != "success":
             critic.scaler.update(critic_target if args.algo == "sppo" else critic_target[mask > 0])
 
     B = mask.shape[1]
@@ -374,15 +386,19 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
 def build(args: Args, device: torch.device):
     """The batched env (B = num_episodes copies), the actor, the critic the algorithm needs (V(s0) for
     sppo, V(s_t) for ppo, none for the group and baseline-free estimators) and one Adam over both."""
-    env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
-                        max_episode_steps=args.horizon or None)
+    if args.task:   # the env behind the task's reward: the 0/1 outcome, or the expert's shaped reward
+        env = control_tasks.make(args.task, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
+                                 reward="shaped" if args.reward == "shaped" else "outcome", horizon=args.horizon)
+    else:
+        env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
+                            max_episode_steps=args.horizon or None)
     obs_space = env.single_observation_space
     if len(getattr(obs_space, "shape", ()) or ()) != 1 or not (hasattr(env.single_action_space, "n") or
                                                                 len(env.single_action_space.shape) == 1):
         raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
     obs_dim = obs_space.shape[0]
     actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
-    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target=args.reward),
+    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target="success" if args.reward == "success" else "return"),
               "ppo": lambda: StepValue(obs_dim, args.hidden)}.get(args.algo, lambda: None)()
     groups = [{"params": actor.parameters(), "lr": args.lr}]
     if critic is not None:
@@ -391,7 +407,31 @@ def build(args: Args, device: torch.device):
     return env, actor, critic, torch.optim.Adam(groups, eps=1e-5)
 
 
+def apply_task(args: Args) -> Args:
+    """Fill in what a --task decides: its env, horizon, 0/1 outcome and the paper's episodes per update."""
+    if not args.task:
+        return dataclasses.replace(args, num_episodes=args.num_episodes or 32)
+    task = control_tasks.get(args.task)
+    return dataclasses.replace(args, env=task.env_id, horizon=args.horizon or task.horizon,
+                               num_episodes=args.num_episodes or task.episodes,
+                               reward="shaped" if args.reward == "shaped" else "success")
+
+
+def init_actor(args: Args, actor: Actor) -> None:
+    """--init: the actor's weights from a checkpoint of the same task (an SFT policy); the critic starts fresh."""
+    init = read_checkpoint(args.init, ("args", "actor"))
+    if init["args"].get("task", "") != args.task:
+        raise ConfigError(f"--init {args.init} was trained on task '{init['args'].get('task') or init['args'].get('env')}', "
+                          f"not '{args.task or args.env}'")
+    try:
+        actor.load_state_dict(init["actor"])
+    except RuntimeError:
+        raise ConfigError(f"--init {args.init} holds a policy of another size; it was trained with "
+                          f"--hidden {init['args'].get('hidden')}, this run has --hidden {args.hidden}") from None
+
+
 def train(args: Args) -> int:
+    args = apply_task(args)
     check_args(args)
     ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
     if ckpt is not None:  # continue with the saved settings; only the budget and the device may change
@@ -399,16 +439,19 @@ def train(args: Args) -> int:
             saved = Args(**ckpt["args"])
         except TypeError:
             raise ConfigError(f"checkpoint {args.resume} holds settings sppo.py does not know; it was not written by it") from None
-        args = dataclasses.replace(saved, total_steps=args.total_steps, device=args.device, resume=args.resume)
+        args = dataclasses.replace(saved, total_steps=args.total_steps, total_episodes=args.total_episodes,
+                                   device=args.device, resume=args.resume)
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_name = args.run_name or f"{args.env}__{args.algo}__{args.seed}__{int(time.time())}"
+    run_name = args.run_name or f"{args.task or args.env}__{args.algo}__{args.seed}__{int(time.time())}"
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if ckpt else os.path.join("runs", run_name)
     if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
         raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
 
     env, actor, critic, optimizer = build(args, device)
+    if args.init and ckpt is None:
+        init_actor(args, actor)
     progress = {"update": 0, "episodes": 0, "env_steps": 0, "wall_time": 0.0, "recent_returns": []}
     if ckpt is not None:
         try:
@@ -436,7 +479,7 @@ def train(args: Args) -> int:
         keep_rows_up_to(csv_path, progress["update"], COLUMNS)   # rows written after the checkpoint are replayed
 
     from tqdm import tqdm
-    threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved else None
+    threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved and not args.task else None
     recent = deque(progress["recent_returns"], maxlen=20)   # the last 20 finished episodes
     status, start = "budget reached", time.perf_counter() - progress["wall_time"]
     stop = StopOnCtrlC()
@@ -446,7 +489,8 @@ def train(args: Args) -> int:
         if f.tell() == 0:
             writer.writeheader()
         try:
-            while progress["env_steps"] < args.total_steps:
+            while progress["env_steps"] < args.total_steps and (
+                    args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
                 # every update's initial states come from its own seed, so --resume replays the same run
                 batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"])
                 steps = int(batch.step_mask.sum())

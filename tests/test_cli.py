@@ -223,7 +223,7 @@ BAD = [
     ("unknown-env", ["--env", "CartPole-v9"], ["CartPole-v9", "CartPole-v1"]),
     ("missing-extra", ["--env", "LunarLander-v3"], ["LunarLander-v3", "gymnasium[box2d]"]),
     ("no-cuda", ["--device", "cuda"], ["cuda", "--device cpu"]),
-    ("num-episodes-0", ["--num-episodes", "0"], ["--num-episodes"]),
+    ("num-episodes-negative", ["--num-episodes", "-3"], ["--num-episodes"]),
     ("clip-eps-0", ["--clip-eps", "0"], ["--clip-eps"]),
     ("clip-eps-negative", ["--clip-eps", "-0.1"], ["--clip-eps", "-0.1"]),
     ("grpo-group-1", ["--algo", "grpo", "--group-size", "1"], ["--group-size"]),

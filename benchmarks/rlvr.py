@@ -1,0 +1,197 @@
+"""The control benchmark's RL stage: every task x {sppo, ppo, grpo, rloo} x seeds, from the same SFT checkpoint.
+
+Each run is the real command, in its own process:
+    python sppo.py --task <task> --init checkpoints/<task>-sft.pt --algo <algo> --seed <seed> --total-episodes <E>
+Finished runs are kept in results/rlvr/runs/<name>.{json,csv} (the summary and the per-update curve) and
+skipped next time, so the benchmark can be built up over several sittings; a run that was stopped midway
+continues from its checkpoint in runs/rlvr/. `--jobs N` runs N at once (one core each).
+
+What is held equal: the SFT start, the outcome reward, epsilon (0.2), the learning rates, epochs and
+minibatches (sppo.py's defaults), advantage normalisation, and the paper's episodes per update. What
+differs is only the advantage (and the ratio: token-level PPO clips per step, as the paper's baseline;
+the sequence methods use the sequence ratio, sppo.py's default -- see the ablation).
+
+Usage:
+    python benchmarks/rlvr.py                                  # everything missing, then the figures
+    python benchmarks/rlvr.py --tasks mountaincar --seeds 1 --jobs 2
+    python benchmarks/rlvr.py --ablation                       # SPPO's ratio: token, seq, joint
+    python benchmarks/rlvr.py --render                         # only summary.csv, figures and rlvr.md
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import REPO, RESULTS, provenance, write_results  # noqa: E402
+
+sys.path.insert(0, REPO)
+import control_tasks  # noqa: E402
+
+OUT = os.path.join(RESULTS, "rlvr")
+ALGOS = ("sppo", "ppo", "grpo", "rloo")
+RATIO = {"sppo": "seq", "ppo": "token", "grpo": "seq", "rloo": "seq"}
+# episodes per run: chosen so that the whole benchmark fits about 3 hours on 2 cores (see README)
+BUDGET = {"precision-cartpole": 5000, "mountaincar": 2000, "pendulum": 2000, "lunarlander": 1000, "hopper": 400}
+ABLATION_TASKS = ("precision-cartpole", "pendulum")
+SUCCESS_AT = 0.8
+
+
+def run_name(task, algo, seed, ratio):
+    return f"{task}__{algo}__{ratio}__{seed}"
+
+
+def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int) -> dict:
+    """One RL run (or the rest of one), then its summary: final success = mean over the last 10% of
+    episodes; episodes_to_80 = first point where the success of the last max(64, B) episodes is >= 0.8."""
+    name = run_name(task, algo, seed, ratio)
+    summary_path = os.path.join(OUT, "runs", name + ".json")
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            return json.load(f)
+    run_dir = os.path.join(REPO, "runs", "rlvr", name)
+    ckpt = os.path.join(run_dir, "model.pt")
+    if os.path.exists(ckpt):
+        cmd = ["--resume", ckpt]
+    else:
+        cmd = ["--task", task, "--init", os.path.join("checkpoints", f"{task}-sft.pt"), "--algo", algo,
+               "--ratio", ratio, "--seed", str(seed), "--run-name", os.path.join("rlvr", name)]
+    cmd += ["--total-episodes", str(episodes), "--total-steps", str(10**10)]
+    out = subprocess.run([sys.executable, "sppo.py", *cmd], cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        rows = list(csv.DictReader(f))
+    curve = [{"episodes": int(r["episodes"]), "env_steps": int(r["env_steps"]), "wall_time": float(r["wall_time"]),
+              "success_rate": float(r["success_rate"])} for r in rows]
+    B = curve[1]["episodes"] - curve[0]["episodes"] if len(curve) > 1 else curve[0]["episodes"]
+    window = max(1, -(-64 // B))                       # updates in the sliding window of >= 64 episodes
+    smooth = [sum(c["success_rate"] for c in curve[max(0, i + 1 - window):i + 1]) / min(i + 1, window)
+              for i in range(len(curve))]
+    tail = max(1, len(curve) // 10)
+    hit = next((curve[i]["episodes"] for i in range(window - 1, len(curve)) if smooth[i] >= SUCCESS_AT), None)
+    summary = {"task": task, "algo": algo, "ratio": ratio, "seed": seed, "episodes": curve[-1]["episodes"],
+               "env_steps": curve[-1]["env_steps"], "final_success": sum(c["success_rate"] for c in curve[-tail:]) / tail,
+               "episodes_to_80": hit, "wall_time": curve[-1]["wall_time"],
+               "steps_per_s": curve[-1]["env_steps"] / curve[-1]["wall_time"], "command": "python sppo.py " + " ".join(cmd)}
+    os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
+    with open(os.path.join(OUT, "runs", name + ".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    with open(summary_path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(summary_path + ".tmp", summary_path)     # written last: its presence means "finished"
+    print(f"{name}: final success {summary['final_success']:.2f}, {summary['wall_time']:.0f} s", flush=True)
+    return summary
+
+
+def load_runs():
+    folder = os.path.join(OUT, "runs")
+    runs = []
+    for fn in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if fn.endswith(".json"):
+            with open(os.path.join(folder, fn)) as f:
+                s = json.load(f)
+            with open(os.path.join(folder, fn[:-5] + ".csv")) as f:
+                s["curve"] = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+            runs.append(s)
+    return runs
+
+
+def mean_std(xs):
+    m = sum(xs) / len(xs)
+    return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
+
+
+def render():
+    """summary.csv, one figure per task (and per ablation task), results/rlvr.md with the tables."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    runs = load_runs()
+    with open(os.path.join(OUT, "summary.csv"), "w", newline="") as f:
+        cols = ["task", "algo", "ratio", "seed", "episodes", "final_success", "episodes_to_80", "wall_time", "steps_per_s"]
+        writer = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(runs)
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["task"], r["algo"], r["ratio"]), []).append(r)
+    lines = ["# The control benchmark: RL from the SFT checkpoint with a 0/1 outcome\n",
+             "Final success = mean success rate over the last 10% of each run's episodes; mean ± std over seeds. "
+             f"Episodes to {SUCCESS_AT:.0%} = first point where the success rate of the last ≥ 64 episodes "
+             "reaches it (median over the seeds that got there; n/N = how many did).\n"]
+    lines += ["## SFT starting points\n", "| task | SFT success (measured) | episodes | command |", "|---|---|---|---|"]
+    for task in control_tasks.TASKS:
+        path = os.path.join(REPO, "checkpoints", f"{task}-sft.pt")
+        if os.path.exists(path):
+            import torch
+            info = torch.load(path, weights_only=True)["sft"]
+            lines.append(f"| {task} | {info['success_rate']:.1%} | {info['eval_episodes']} | "
+                         f"`python control_tasks.py expert --task {task} && python control_tasks.py sft --task {task}` |")
+    for title, keep in (("Methods", lambda k: k[2] == RATIO[k[1]]), ("Ratio ablation (SPPO)", lambda k: k[1] == "sppo")):
+        lines += [f"\n## {title}\n", "| task | algo | ratio | seeds | final success | episodes to 80% | wall time per run |",
+                  "|---|---|---|---|---|---|---|"]
+        for key in sorted(k for k in groups if keep(k)):
+            rs = groups[key]
+            m, s = mean_std([r["final_success"] for r in rs])
+            hits = sorted(r["episodes_to_80"] for r in rs if r["episodes_to_80"] is not None)
+            e80 = f"{hits[len(hits) // 2]:,} ({len(hits)}/{len(rs)})" if hits else f"not reached (0/{len(rs)})"
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {len(rs)} | {m:.2f} ± {s:.2f} | {e80} | "
+                         f"{np.mean([r['wall_time'] for r in rs]):.0f} s |")
+    for task in sorted({k[0] for k in groups}):
+        for suffix, keep in (("", lambda k: k[2] == RATIO[k[1]]), ("_ratio", lambda k: k[1] == "sppo")):
+            keys = [k for k in groups if k[0] == task and keep(k)]
+            if not keys or (suffix and len(keys) < 2):
+                continue
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for key in sorted(keys):
+                rs = groups[key]
+                n = min(len(r["curve"]) for r in rs)
+                x = np.array([c["episodes"] for c in rs[0]["curve"][:n]])
+                y = np.array([[c["success_rate"] for c in r["curve"][:n]] for r in rs])
+                w = max(1, int(np.ceil(64 / max(1, x[0]))))            # smooth over >= 64 episodes
+                y = np.stack([np.convolve(row, np.ones(w) / w, mode="valid") for row in y])
+                label = key[2] if suffix else key[1]
+                ax.plot(x[w - 1:], y.mean(0), label=f"{label} ({len(rs)} seeds)")
+                ax.fill_between(x[w - 1:], y.min(0), y.max(0), alpha=0.2)
+            ax.set_xlabel("episodes"), ax.set_ylabel("success rate"), ax.set_ylim(-0.02, 1.02)
+            ax.set_title(f"{task}{' (SPPO, ratio)' if suffix else ''}: mean over seeds, band = min–max")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(os.path.join(OUT, f"{task}{suffix}.png"), dpi=100)
+            plt.close(fig)
+    write_results("rlvr/rlvr", {"provenance": provenance(), "runs": [{k: v for k, v in r.items() if k != "curve"}
+                                                                    for r in runs]}, "\n".join(lines))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(BUDGET), choices=list(BUDGET))
+    p.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--ablation", action="store_true", help="SPPO with the token, seq and joint ratios instead")
+    p.add_argument("--episodes", type=int, default=0, help="episodes per run (default: BUDGET[task])")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (one CPU core each)")
+    p.add_argument("--render", action="store_true", help="only write summary.csv, the figures and rlvr.md")
+    a = p.parse_args()
+    if not a.render:
+        todo = [(t, "sppo", s, r) for t in a.tasks if t in ABLATION_TASKS for r in ("token", "seq", "joint")
+                for s in a.seeds] if a.ablation else [(t, al, s, RATIO[al]) for t in a.tasks for al in a.algos for s in a.seeds]
+        missing = [c for c in todo if not os.path.exists(os.path.join(OUT, "runs", run_name(*c) + ".json"))]
+        print(f"{len(todo) - len(missing)} of {len(todo)} runs done; running {len(missing)} with {a.jobs} at once", flush=True)
+        t0 = time.time()
+        with ThreadPoolExecutor(a.jobs) as pool:
+            list(pool.map(lambda c: run_one(*c, a.episodes or BUDGET[c[0]]), missing))
+        print(f"{time.time() - t0:.0f} s", flush=True)
+    render()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""The paper's control benchmark (SPPO §5.3): five long-horizon tasks with one 0/1 outcome at the end.
+
+They are built to look like LLM reasoning: a long sequence of actions, deterministic physics, and a
+single verifiable reward, 1 on the final step if the outcome holds and 0 on every other step (gamma = 1).
+Three stages mimic how a language model gets there:
+
+    1. expert  ("pre-training"): sppo.py's own PPO on a dense, shaped reward      -> checkpoints/<task>-expert.pt
+    2. SFT     behaviour cloning on the expert's SUCCESSFUL episodes only          -> checkpoints/<task>-sft.pt
+               (few demonstrations, few steps: a policy that succeeds sometimes, as an SFT model does)
+    3. RL      python sppo.py --task <task> --init checkpoints/<task>-sft.pt       the outcome reward only
+
+Usage:
+    python control_tasks.py expert --task mountaincar            # stage 1 -> checkpoints/mountaincar-expert.pt
+    python control_tasks.py sft --task mountaincar               # stage 2 -> checkpoints/mountaincar-sft.pt
+    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --algo sppo
+    python control_tasks.py eval --checkpoint checkpoints/mountaincar-sft.pt --episodes 500
+    python control_tasks.py gif --checkpoint checkpoints/mountaincar-sft.pt --out mountaincar.gif
+
+A task is an ordinary environment behind `OutcomeEnv`, which replaces its reward: the 0/1 outcome for
+the RL stage, the shaped reward for the expert stage. Where the paper leaves a detail open, the choice
+is written beside the task below (and tested in tests/test_control_tasks.py).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+import envs
+from runlog import ConfigError, read_checkpoint, save_checkpoint
+
+
+# ================================================================================================
+# The five tasks. A success predicate reads the step on which an episode ends,
+#   success(obs [B, obs_dim], reward [B] (the env's own), terminated [B], truncated [B], info) -> bool [B],
+# and a shaped reward (the expert stage's) every step, with the observation before it:
+#   shaped(prev_obs [B, obs_dim], obs, reward, terminated, truncated, info) -> float [B]
+# ================================================================================================
+@dataclass(frozen=True)
+class Task:
+    name: str
+    env_id: str
+    horizon: int                     # H: the episode is cut (truncated) after H steps
+    episodes: int                    # trajectories per update in the paper
+    success: Callable                # the 0/1 outcome, judged on the step the episode ends
+    shaped: Callable                 # the dense reward of the expert stage
+    expert: dict                     # sppo.py settings of the expert stage
+    demos: int                       # SFT: successful expert episodes to clone
+    bc_steps: int                    # SFT: gradient steps of behaviour cloning (fewer: a weaker SFT policy)
+    goal_position: float | None = None
+
+
+def _cartpole_success(obs, reward, term, trunc, info):
+    # balanced for all H steps (a fall terminates the episode: a failure) AND the pole within 0.5 deg
+    return trunc & ~term & (obs[:, 2].abs() <= math.radians(0.5))
+
+
+def _cartpole_shaped(prev, obs, reward, term, trunc, info):
+    # gymnasium's +1 per step alive, scaled down the further the pole leans (1 upright, 0 at 12 deg)
+    return reward * (1 - obs[:, 2].abs() / math.radians(12))
+
+
+def _mountaincar_success(obs, reward, term, trunc, info):
+    return term   # the env terminates exactly when the car reaches the flag (moved to x >= 0.45 below)
+
+
+def _mountaincar_energy(obs):
+    # mechanical energy per unit mass: 0.5 v^2 + the potential of MountainCar's gravity term 0.0025 cos(3x)
+    return 0.5 * obs[:, 1] ** 2 + 0.0025 / 3 * torch.sin(3 * obs[:, 0])
+
+
+def _mountaincar_shaped(prev, obs, reward, term, trunc, info):
+    # gymnasium's -1 per step, +100 at the flag, and a bonus for every gain of energy (the paper's
+    # "velocity bonus", written as a potential difference: it telescopes over an episode to at most
+    # ~100, so swinging forever without reaching the flag never pays more than reaching it)
+    return reward + 6e4 * (_mountaincar_energy(obs) - _mountaincar_energy(prev)) + 100 * term.float()
+
+
+def _pendulum_success(obs, reward, term, trunc, info):
+    return obs[:, 0] > 0.8   # cos(theta) > 0.8: within about 37 degrees of upright at the end
+
+
+def _pendulum_shaped(prev, obs, reward, term, trunc, info):
+    # gymnasium's cost (angle, speed, torque) plus an upright bonus, so that staying up pays off
+    return reward + 2.0 * (obs[:, 0] > 0.8).float()
+
+
+def _lander_success(obs, reward, term, trunc, info):
+    # both legs on the ground within the pad (|x| < 0.4) -- and not a crash. A crash also ends the
+    # episode, often with the legs down; gymnasium marks it with a -100 reward on that step, a landing
+    # that comes to rest with +100 (the step's shaping terms are far smaller than 100).
+    landed = (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (obs[:, 0].abs() < 0.4)
+    return landed & ~(term & (reward < 0))
+
+
+def _lander_shaped(prev, obs, reward, term, trunc, info):
+    return reward   # gymnasium's dense reward is already shaped (distance, speed, legs, fuel)
+
+
+def _hopper_x(info, like):
+    # gymnasium keeps the torso's x out of Hopper's observation; its info has it, measured from the
+    # world origin, where every episode starts (reset noise 0.005)
+    return torch.as_tensor(info["x_position"], dtype=torch.float32, device=like.device)
+
+
+def _hopper_success(obs, reward, term, trunc, info):
+    # survived all H steps (a fall terminates the episode: a failure) with the torso past x = 1 m
+    return trunc & ~term & (_hopper_x(info, obs) > 1.0)
+
+
+def _hopper_shaped(prev, obs, reward, term, trunc, info):
+    return reward   # gymnasium's forward velocity + healthy bonus - control cost
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("precision-cartpole", "CartPole-v1", 200, 64, _cartpole_success, _cartpole_shaped,
+         expert=dict(algo="ppo", total_steps=300_000, num_episodes=32), demos=16, bc_steps=360),
+    Task("mountaincar", "MountainCar-v0", 1000, 8, _mountaincar_success, _mountaincar_shaped,
+         expert=dict(algo="ppo", total_steps=300_000, num_episodes=16), demos=8, bc_steps=375,
+         goal_position=0.45),
+    Task("pendulum", "Pendulum-v1", 1000, 16, _pendulum_success, _pendulum_shaped,
+         expert=dict(algo="ppo", total_steps=500_000, num_episodes=16, gamma=0.99), demos=8, bc_steps=650),
+    Task("lunarlander", "LunarLander-v3", 1000, 16, _lander_success, _lander_shaped,
+         expert=dict(algo="ppo", total_steps=1_000_000, num_episodes=16, gamma=0.99), demos=16, bc_steps=300),
+    Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _hopper_shaped,
+         expert=dict(algo="ppo", total_steps=1_000_000, num_episodes=8, gamma=0.99), demos=8, bc_steps=300),
+)}
+
+
+def get(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"unknown --task '{name}'; the tasks are: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+class OutcomeEnv:
+    """A batched env whose reward is the task's: `outcome` gives 1.0 on the step an episode ends if the
+    task's predicate holds, 0.0 on every other step; `shaped` gives the expert's dense reward. Either
+    way info["success"] [B] (bool) holds the predicate on the steps where an episode ends (False
+    elsewhere), and envs.rollout reads the episode's success from it."""
+
+    def __init__(self, task: Task, env, reward: str):
+        self.task, self.env, self.reward = task, env, reward
+        self.env_id, self.num_envs, self.device = task.env_id, env.num_envs, env.device
+        self.single_observation_space, self.single_action_space = env.single_observation_space, env.single_action_space
+        self.max_episode_steps = env.max_episode_steps
+
+    def reset(self, seed=None, group_size=1):
+        self.obs = self.env.reset(seed=seed, group_size=group_size)
+        return self.obs
+
+    def step(self, actions):
+        obs, reward, term, trunc, info = self.env.step(actions)
+        ended = term | trunc
+        success = self.task.success(obs, reward, term, trunc, info) & ended
+        if self.reward == "outcome":
+            reward = success.float()
+        else:
+            reward = self.task.shaped(self.obs, obs, reward, term, trunc, info).float()
+        self.obs = obs
+        return obs, reward, term, trunc, {**info, "success": success}
+
+    def close(self):
+        self.env.close()
+
+
+def make(name: str, num_envs: int, device: str = "cpu", seed: int = 0, reward: str = "outcome",
+         backend: str = "auto", horizon: int = 0) -> OutcomeEnv:
+    """B copies of a task, cut at its horizon H (or `horizon`, for tiny tests), with the outcome (or
+    shaped) reward."""
+    task = get(name)
+    env = envs.make_env(task.env_id, num_envs, device=device, seed=seed, backend=backend,
+                        max_episode_steps=horizon or task.horizon)
+    if task.goal_position is not None:   # the paper's MountainCar flag is at x >= 0.45 (gymnasium's: 0.5)
+        for copy in (env.env.envs if isinstance(env, envs.GymVectorEnv) else [env]):
+            getattr(copy, "unwrapped", copy).goal_position = task.goal_position
+    return OutcomeEnv(task, env, reward)
+
+
+# ================================================================================================
+# Stage 2 (SFT) and measuring a checkpoint. (Stage 1 is sppo.py itself, on the shaped reward.)
+# ================================================================================================
+def load_actor(path: str, task_name: str | None = None, device: str = "cpu"):
+    """The actor of a checkpoint written by sppo.py or by `sft` -> (actor, sppo.Args it was trained with)."""
+    import sppo
+    ckpt = read_checkpoint(path, ("args", "actor"))
+    try:
+        saved = sppo.Args(**ckpt["args"])
+    except TypeError:
+        raise ConfigError(f"checkpoint {path} holds settings sppo.py does not know; it was not written by it") from None
+    name = task_name or saved.task
+    if not name:
+        raise ConfigError(f"checkpoint {path} was not trained on a task; pass --task")
+    env = make(name, 1)
+    actor = sppo.Actor(env.single_observation_space.shape[0], env.single_action_space, saved.hidden).to(device)
+    try:
+        actor.load_state_dict(ckpt["actor"])
+    except RuntimeError:
+        raise ConfigError(f"checkpoint {path} does not hold a policy for --task {name} "
+                          f"(its observations or actions have other sizes)") from None
+    return actor, dataclasses.replace(saved, task=name)
+
+
+@torch.no_grad()
+def success_rate(actor, task_name: str, episodes: int, seed: int = 0, batch: int = 250, device: str = "cpu") -> float:
+    """Share of `episodes` sampled episodes (the policy samples, as in training) that succeed."""
+    wins, done, k = 0, 0, 0
+    while done < episodes:
+        b = min(batch, episodes - done)
+        env = make(task_name, b, device=device, seed=seed + k)
+        wins += int(envs.rollout(env, actor.act, seed=seed * 7919 + k).success.sum())
+        done, k = done + b, k + 1
+    return wins / episodes
+
+
+def sft(task_name: str, expert_path: str, out: str, seed: int = 0, demos: int = 0, bc_steps: int = 0,
+        lr: float = 1e-3, minibatch: int = 256, eval_episodes: int = 500) -> dict:
+    """Behaviour cloning on the expert's successful episodes: maximise log pi(a|s) of their actions.
+    Returns what it measured; writes a checkpoint that sppo.py --init (and load_actor) reads."""
+    import sppo
+    task = get(task_name)
+    demos, bc_steps = demos or task.demos, bc_steps or task.bc_steps
+    expert, expert_args = load_actor(expert_path, task_name)
+    torch.manual_seed(seed)
+    # collect successful episodes, B at a time, until there are `demos` of them
+    obs, actions, found, tried = [], [], 0, 0
+    while found < demos:
+        if tried >= 50 * demos:
+            raise ConfigError(f"the expert {expert_path} succeeded in {found} of {tried} episodes of {task_name}; "
+                              "train a better one (python control_tasks.py expert)")
+        batch = envs.rollout(make(task_name, 32, seed=seed + tried), expert.act, seed=seed * 7919 + tried)
+        for b in batch.success.nonzero().flatten().tolist()[:demos - found]:
+            real = batch.step_mask[:, b].bool()
+            obs.append(batch.obs[real, b]), actions.append(batch.actions[real, b])
+        found, tried = min(demos, found + int(batch.success.sum())), tried + 32
+    obs, actions = torch.cat(obs), torch.cat(actions)                   # [N, obs_dim], [N(, act_dim)]
+    # a fresh actor of the expert's size, cloned with minibatches of state-action pairs
+    env = make(task_name, 1)
+    actor = sppo.Actor(obs.shape[1], env.single_action_space, expert_args.hidden)
+    opt = torch.optim.Adam(actor.parameters(), lr=lr)
+    for _ in range(bc_steps):
+        idx = torch.randint(len(obs), (minibatch,))
+        loss = -actor.logp_entropy(obs[idx], actions[idx])[0].mean()   # max likelihood: mean (and std) of pi
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    rate = success_rate(actor, task_name, eval_episodes, seed=10_000 + seed)
+    info = {"task": task_name, "expert": expert_path, "seed": seed, "demos": demos, "demo_steps": len(obs),
+            "expert_tries": tried, "bc_steps": bc_steps, "success_rate": rate, "eval_episodes": eval_episodes}
+    args = dataclasses.replace(sppo.Args(), task=task_name, hidden=expert_args.hidden, seed=seed, env=task.env_id)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_checkpoint(out, args=dataclasses.asdict(args), actor=actor.state_dict(), sft=info)
+    return info
+
+
+def expert(task_name: str, out: str, seed: int = 1, total_steps: int = 0) -> dict:
+    """Stage 1: sppo.py's PPO on the task's shaped reward, with the task's expert settings. The run
+    lives in runs/expert-<task>-<seed>/; its policy is copied to `out` with its measured success rate."""
+    import sppo
+    task = get(task_name)
+    settings = {**task.expert, **({"total_steps": total_steps} if total_steps else {})}
+    args = sppo.Args(task=task_name, reward="shaped", seed=seed, run_name=f"expert-{task_name}-{seed}", **settings)
+    run = os.path.join("runs", args.run_name, "model.pt")
+    if os.path.exists(run):
+        raise ConfigError(f"{run} already exists: remove it to train the expert again")
+    if sppo.train(args) != 0:
+        raise ConfigError(f"the expert stage was interrupted; continue it with python sppo.py --resume {run}")
+    ckpt = read_checkpoint(run, ("args", "actor"))
+    actor, _ = load_actor(run)
+    info = {"task": task_name, "seed": seed, **settings, "success_rate": success_rate(actor, task_name, 200, seed=10_000),
+            "eval_episodes": 200}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    save_checkpoint(out, args=ckpt["args"], actor=ckpt["actor"], expert=info)
+    return info
+
+
+def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: int = 30, every: int = 2) -> int:
+    """One episode of a checkpoint's policy, rendered by gymnasium (the native envs match it step for
+    step), written as an animated GIF. Returns the episode's length."""
+    import gymnasium as gym
+    from PIL import Image
+    actor, args = load_actor(path, task_name)
+    task = get(args.task)
+    try:
+        env = gym.make(task.env_id, render_mode="rgb_array", max_episode_steps=task.horizon)
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError(f"rendering {task.env_id} needs a package that is not installed ({e})") from None
+    if task.goal_position is not None:
+        env.unwrapped.goal_position = task.goal_position
+    obs, _ = env.reset(seed=seed)
+    frames, steps, done = [env.render()], 0, False
+    while not done:
+        action, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])
+        obs, _, term, trunc, _ = env.step(action[0].numpy())
+        done, steps = term or trunc, steps + 1
+        if steps % every == 0 or done:
+            frames.append(env.render())
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(out, save_all=True, append_images=images[1:], duration=1000 * every // fps, loop=0)
+    return steps
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="The control benchmark's stages: expert, sft, eval, gif.")
+    p.add_argument("stage", choices=("expert", "sft", "eval", "gif"))
+    p.add_argument("--task", default="", help=f"one of {', '.join(TASKS)} (eval and gif: read from the checkpoint)")
+    p.add_argument("--checkpoint", default="", help="eval, gif: the model.pt or SFT checkpoint to use")
+    p.add_argument("--expert", default="", help="sft: the expert checkpoint (default checkpoints/<task>-expert.pt)")
+    p.add_argument("--out", default="", help="expert: checkpoints/<task>-expert.pt; sft: checkpoints/<task>-sft.pt; "
+                                             "gif: <task>.gif")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--episodes", type=int, default=500, help="eval, sft: episodes to measure the success rate on")
+    p.add_argument("--total-steps", type=int, default=0, help="expert: budget in env steps (default: the task's)")
+    a = p.parse_args(argv)
+    try:
+        if a.stage in ("expert", "sft") and not a.task:
+            raise ConfigError(f"{a.stage} needs --task (one of {', '.join(TASKS)})")
+        if a.stage in ("eval", "gif") and not a.checkpoint:
+            raise ConfigError(f"{a.stage} needs --checkpoint (a model.pt of sppo.py or an SFT checkpoint)")
+        if a.episodes < 1:
+            raise ConfigError(f"--episodes must be a positive integer, got {a.episodes}")
+        if a.stage == "expert":
+            out = a.out or os.path.join("checkpoints", f"{a.task}-expert.pt")
+            info = expert(a.task, out, seed=a.seed or 1, total_steps=a.total_steps)
+            print(f"expert for {a.task}: success rate {info['success_rate']:.1%} over 200 episodes; saved {out}")
+        elif a.stage == "sft":
+            out = a.out or os.path.join("checkpoints", f"{a.task}-sft.pt")
+            info = sft(a.task, a.expert or os.path.join("checkpoints", f"{a.task}-expert.pt"), out, seed=a.seed,
+                       eval_episodes=a.episodes)
+            print(f"SFT policy for {a.task}: success rate {info['success_rate']:.1%} over {a.episodes} episodes "
+                  f"({info['demos']} demonstrations, {info['bc_steps']} BC steps); saved {out}")
+        elif a.stage == "eval":
+            actor, args = load_actor(a.checkpoint, a.task or None)
+            rate = success_rate(actor, args.task, a.episodes, seed=a.seed)
+            print(f"{a.checkpoint} on {args.task}: success rate {rate:.1%} over {a.episodes} episodes")
+        else:
+            out = a.out or f"{a.task or 'episode'}.gif"
+            steps = gif(a.checkpoint, out, seed=a.seed, task_name=a.task or None)
+            print(f"wrote {out}: one episode of {steps} steps")
+        return 0
+    except (ConfigError, envs.EnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
