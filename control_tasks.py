@@ -54,6 +54,20 @@ class Task:
     demos: int                       # SFT: successful expert episodes to clone
     bc_steps: int                    # SFT: gradient steps of behaviour cloning (fewer: a weaker SFT policy)
     goal_position: float | None = None
+    controller: Callable | None = None   # a classical controller used as the expert instead of stage 1
+
+
+class LanderHeuristic:
+    """LunarLander's expert: gymnasium's own hand-written landing controller (`heuristic` in
+    gymnasium/envs/box2d/lunar_lander.py), applied to each row. Our PPO on the dense reward did not
+    land within 1M steps (see README), so this task's expert is classical, not trained."""
+
+    def act(self, obs):   # obs [B, 8] -> actions [B] (long), logp [B] (zeros: the controller is deterministic)
+        from types import SimpleNamespace
+        from gymnasium.envs.box2d.lunar_lander import heuristic
+        stub = SimpleNamespace(unwrapped=SimpleNamespace(continuous=False))   # it only asks this of the env
+        actions = torch.tensor([heuristic(stub, row) for row in obs.cpu().numpy()], device=obs.device)
+        return actions, torch.zeros(len(obs), device=obs.device)
 
 
 def _cartpole_success(obs, reward, term, trunc, info):
@@ -127,7 +141,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("pendulum", "Pendulum-v1", 1000, 16, _pendulum_success, _pendulum_shaped,
          expert=dict(algo="ppo", total_steps=500_000, num_episodes=16, gamma=0.99), demos=8, bc_steps=650),
     Task("lunarlander", "LunarLander-v3", 1000, 16, _lander_success, _lander_shaped,
-         expert=dict(algo="ppo", total_steps=1_000_000, num_episodes=16, gamma=0.99), demos=16, bc_steps=300),
+         expert={}, demos=16, bc_steps=500, controller=LanderHeuristic),
     Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _hopper_shaped,
          expert=dict(algo="ppo", total_steps=1_000_000, num_episodes=8, gamma=0.99), demos=8, bc_steps=300),
 )}
@@ -219,14 +233,20 @@ def success_rate(actor, task_name: str, episodes: int, seed: int = 0, batch: int
     return wins / episodes
 
 
-def sft(task_name: str, expert_path: str, out: str, seed: int = 0, demos: int = 0, bc_steps: int = 0,
+def sft(task_name: str, expert_path: str | None, out: str, seed: int = 0, demos: int = 0, bc_steps: int = 0,
         lr: float = 1e-3, minibatch: int = 256, eval_episodes: int = 500) -> dict:
     """Behaviour cloning on the expert's successful episodes: maximise log pi(a|s) of their actions.
-    Returns what it measured; writes a checkpoint that sppo.py --init (and load_actor) reads."""
+    expert_path None: the task's classical controller. Returns what it measured; writes a checkpoint
+    that sppo.py --init (and load_actor) reads."""
     import sppo
     task = get(task_name)
     demos, bc_steps = demos or task.demos, bc_steps or task.bc_steps
-    expert, expert_args = load_actor(expert_path, task_name)
+    if expert_path is None:
+        if task.controller is None:
+            raise ConfigError(f"{task_name} has no classical controller: pass the expert checkpoint")
+        expert, expert_args, expert_path = task.controller(), sppo.Args(), f"{task.controller.__name__} (classical)"
+    else:
+        expert, expert_args = load_actor(expert_path, task_name)
     torch.manual_seed(seed)
     # collect successful episodes, B at a time, until there are `demos` of them
     obs, actions, found, tried = [], [], 0, 0
@@ -325,13 +345,17 @@ def main(argv=None) -> int:
             raise ConfigError(f"{a.stage} needs --checkpoint (a model.pt of sppo.py or an SFT checkpoint)")
         if a.episodes < 1:
             raise ConfigError(f"--episodes must be a positive integer, got {a.episodes}")
-        if a.stage == "expert":
+        if a.stage == "expert" and get(a.task).controller is not None:
+            print(f"{a.task}'s expert is a classical controller ({get(a.task).controller.__name__}): "
+                  f"nothing to train; run python control_tasks.py sft --task {a.task}")
+        elif a.stage == "expert":
             out = a.out or os.path.join("checkpoints", f"{a.task}-expert.pt")
             info = expert(a.task, out, seed=a.seed or 1, total_steps=a.total_steps)
             print(f"expert for {a.task}: success rate {info['success_rate']:.1%} over 200 episodes; saved {out}")
         elif a.stage == "sft":
             out = a.out or os.path.join("checkpoints", f"{a.task}-sft.pt")
-            info = sft(a.task, a.expert or os.path.join("checkpoints", f"{a.task}-expert.pt"), out, seed=a.seed,
+            default = None if get(a.task).controller else os.path.join("checkpoints", f"{a.task}-expert.pt")
+            info = sft(a.task, a.expert or default, out, seed=a.seed,
                        eval_episodes=a.episodes)
             print(f"SFT policy for {a.task}: success rate {info['success_rate']:.1%} over {a.episodes} episodes "
                   f"({info['demos']} demonstrations, {info['bc_steps']} BC steps); saved {out}")

@@ -194,3 +194,15 @@ def test_eval_and_gif_commands(tmp_path, monkeypatch, capsys):
     from PIL import Image
     img = Image.open("a.gif")
     assert img.n_frames > 2
+
+
+def test_lunarlander_sft_from_the_classical_controller(tmp_path, monkeypatch, capsys):
+    """LunarLander's expert is gymnasium's heuristic controller: the expert stage says so, SFT uses it."""
+    monkeypatch.chdir(tmp_path)
+    assert ct.main(["expert", "--task", "lunarlander"]) == 0 and "classical controller" in capsys.readouterr().out
+    info = ct.sft("lunarlander", None, "sft.pt", demos=1, bc_steps=5, eval_episodes=4)
+    assert info["demos"] == 1 and info["demo_steps"] > 0 and "LanderHeuristic" in info["expert"]
+    actor, args = ct.load_actor("sft.pt")
+    assert args.task == "lunarlander" and actor.act(torch.zeros(3, 8))[0].shape == (3,)
+    with pytest.raises(ct.ConfigError, match="no classical controller"):
+        ct.sft("pendulum", None, "x.pt")
