@@ -326,7 +326,7 @@ def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: i
     return steps
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="The control benchmark's stages: expert, sft, eval, gif.")
     p.add_argument("stage", choices=("expert", "sft", "eval", "gif"))
     p.add_argument("--task", default="", help=f"one of {', '.join(TASKS)} (eval and gif: read from the checkpoint)")
@@ -337,7 +337,11 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--episodes", type=int, default=500, help="eval, sft: episodes to measure the success rate on")
     p.add_argument("--total-steps", type=int, default=0, help="expert: budget in env steps (default: the task's)")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
     try:
         if a.stage in ("expert", "sft") and not a.task:
             raise ConfigError(f"{a.stage} needs --task (one of {', '.join(TASKS)})")

@@ -22,3 +22,34 @@ def test_quick_start_has_run_then_test_command():
 def test_ci_runs_exactly_the_readme_test_command():
     ci = open(os.path.join(REPO, ".ci", "run")).read().splitlines()
     assert quick_start_commands()[1] in ci
+
+
+def test_every_readme_command_line_parses():
+    """Each `python sppo.py|control_tasks.py|llm_demo.py ...` line of README's code blocks names only
+    flags (and tasks) that exist: an example cannot drift from the code."""
+    import shlex
+    import sys
+    sys.path.insert(0, REPO)
+    import control_tasks
+    import sppo
+    readme = open(os.path.join(REPO, "README.md")).read()
+    lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
+             for line in block.replace("\\\n", " ").splitlines()]   # join continued lines
+    checked = 0
+    for line in lines:
+        for cmd in line.split("&&"):
+            words = [w for w in shlex.split(cmd.replace("<", "").replace(">", "")) if w != "..."]
+            if "--help" in words:
+                continue
+            if words[:2] == ["python", "sppo.py"]:
+                args = sppo.parse_args(words[2:])
+            elif words[:2] == ["python", "control_tasks.py"]:
+                args = control_tasks.parser().parse_args(words[2:])
+            elif "llm_demo.py" in words:
+                import llm_demo
+                args = sppo.parse_args(words[words.index("llm_demo.py") + 1:], llm_demo.LLMArgs)
+            else:
+                continue
+            assert not getattr(args, "task", "") or args.task in control_tasks.TASKS, line
+            checked += 1
+    assert checked >= 10
