@@ -74,6 +74,7 @@ class Args:
     gamma: float = opt(1.0, "discount for GAE (ppo); the sequence-level outcome is undiscounted")
     gae_lambda: float = opt(0.95, "GAE lambda (ppo)")
     ent_coef: float = opt(0.0, "entropy bonus coefficient")
+    critic_warmup: int = opt(0, "first N updates train only the critic (a fresh critic beside a pre-trained actor)")
     norm_adv: bool = opt(True, "standardise advantages over the batch's real steps")
     max_grad_norm: float = opt(0.5, "gradient clipping (0: off)")
     hidden: int = opt(64, "hidden units of the actor and critic MLPs")
@@ -271,8 +272,8 @@ def check_args(args: Args) -> None:
         raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {args.dual_clip}")
     if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
         raise ConfigError(f"need 0 < --gamma <= 1 and 0 <= --gae-lambda <= 1, got {args.gamma} and {args.gae_lambda}")
-    if args.ent_coef < 0 or args.max_grad_norm < 0:
-        raise ConfigError("--ent-coef and --max-grad-norm must be >= 0")
+    if args.ent_coef < 0 or args.max_grad_norm < 0 or args.critic_warmup < 0:
+        raise ConfigError("--ent-coef, --max-grad-norm and --critic-warmup must be >= 0")
     if args.minibatches > args.num_episodes:
         raise ConfigError(f"--minibatches ({args.minibatches}) cannot exceed --num-episodes ({args.num_episodes})")
     if args.algo in ("grpo", "rloo"):
@@ -323,8 +324,9 @@ def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
 
 
-def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episodes, dict]:
-    """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps."""
+def update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = True) -> tuple[envs.Episodes, dict]:
+    """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps. With
+    train_actor False (--critic-warmup) only the critic learns from them."""
     group = args.group_size if args.algo in ("grpo", "rloo") else 1
     batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed)
     outcome = batch.success.float() if args.reward == "success" else batch.returns
@@ -368,7 +370,9 @@ def update(args, env, actor, critic, optimizer, seed: int) -> tuple[envs.Episode
             else:
                 value_loss = torch.zeros(())
             optimizer.zero_grad()
-            (loss + value_loss).backward()                      # separate networks: no coefficient needed
+            total = (loss if train_actor else 0) + value_loss   # separate networks: no coefficient needed
+            if total.requires_grad:                              # (grpo during a warm-up: nothing to learn)
+                total.backward()
             if args.max_grad_norm > 0:
                 for net in (actor, critic):
                     if net is not None:
@@ -492,7 +496,8 @@ def train(args: Args) -> int:
             while progress["env_steps"] < args.total_steps and (
                     args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
                 # every update's initial states come from its own seed, so --resume replays the same run
-                batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"])
+                batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"],
+                                    train_actor=progress["update"] >= args.critic_warmup)
                 steps = int(batch.step_mask.sum())
                 recent.extend(batch.returns.tolist())
                 last20 = float(np.mean(recent))

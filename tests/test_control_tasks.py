@@ -206,3 +206,19 @@ def test_lunarlander_sft_from_the_classical_controller(tmp_path, monkeypatch, ca
     assert args.task == "lunarlander" and actor.act(torch.zeros(3, 8))[0].shape == (3,)
     with pytest.raises(ct.ConfigError, match="no classical controller"):
         ct.sft("pendulum", None, "x.pt")
+
+
+@pytest.mark.parametrize("algo", ["sppo", "ppo", "grpo"])
+def test_critic_warmup_leaves_the_actor_alone(algo):
+    """--critic-warmup: the first updates train the critic only; the actor is exactly the SFT one."""
+    torch.manual_seed(0)
+    args = sppo.apply_task(sppo.Args(task="precision-cartpole", algo=algo, num_episodes=8, horizon=20))
+    env, actor, critic, optimizer = sppo.build(args, torch.device("cpu"))
+    before = [p.clone() for p in actor.parameters()]
+    critic_before = None if critic is None else [p.clone() for p in critic.parameters()]
+    sppo.update(args, env, actor, critic, optimizer, seed=0, train_actor=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, actor.parameters()))
+    if critic is not None:
+        assert not all(torch.equal(a, b) for a, b in zip(critic_before, critic.parameters()))
+    sppo.update(args, env, actor, critic, optimizer, seed=1, train_actor=True)
+    assert not all(torch.equal(a, b) for a, b in zip(before, actor.parameters()))
