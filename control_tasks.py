@@ -144,7 +144,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          expert={}, demos=16, bc_steps=500, controller=LanderHeuristic),
     Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _hopper_shaped,
          expert=dict(algo="ppo", ratio="token", total_steps=1_000_000, num_episodes=8, gamma=0.99, lr=3e-4,
-                     critic_lr=1e-3, epochs=10, minibatches=8), demos=8, bc_steps=300),
+                     critic_lr=1e-3, epochs=10, minibatches=8), demos=16, bc_steps=3000),
 )}
 
 

@@ -16,7 +16,7 @@ Usage:
     python sppo.py --env CartPole-v1                              # Sequence-Level PPO, default settings
     python sppo.py --env CartPole-v1 --algo ppo                   # token-level PPO + GAE, same code path
     python sppo.py --env CartPole-v1 --algo grpo --group-size 8
-    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --lr 1e-4 --no-norm-adv
+    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --lr 1e-4 --no-norm-adv --ratio token
                                                                   # the paper's benchmark: 0/1 outcome, from SFT
     python sppo.py --env CartPole-v1 --total-steps 20000          # a tiny run, for class
     python sppo.py --resume runs/<run_name>/model.pt              # continue an interrupted run
