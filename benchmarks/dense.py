@@ -90,6 +90,8 @@ def run_sb3(env_id, seed, steps):
                         self.curve.append((self.num_timesteps, sum(self.returns[-WINDOW:]) / WINDOW))
             return True
 
+    import torch
+    torch.set_num_threads(1)   # as sppo.py (--threads 1): small MLPs, and runs may share the machine
     cfg = dict(CONFIGS[env_id]["sb3"])
     env = make_vec_env(env_id, n_envs=cfg.pop("n_envs"), seed=seed)
     model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **cfg)
