@@ -308,14 +308,19 @@ def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: i
     from PIL import Image
     actor, args = load_actor(path, task_name)
     task = get(args.task)
+    if "DISPLAY" not in os.environ:   # MuJoCo (Hopper) renders off-screen through EGL on a machine without a display
+        os.environ.setdefault("MUJOCO_GL", "egl")
     try:
         env = gym.make(task.env_id, render_mode="rgb_array", max_episode_steps=task.horizon)
+        if task.goal_position is not None:
+            env.unwrapped.goal_position = task.goal_position
+        obs, _ = env.reset(seed=seed)
+        frames, steps, done = [env.render()], 0, False
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError(f"rendering {task.env_id} needs a package that is not installed ({e})") from None
-    if task.goal_position is not None:
-        env.unwrapped.goal_position = task.goal_position
-    obs, _ = env.reset(seed=seed)
-    frames, steps, done = [env.render()], 0, False
+    except Exception as e:   # e.g. no OpenGL for MuJoCo: MUJOCO_GL=egl or osmesa needs its system library
+        raise ConfigError(f"cannot render {task.env_id} here ({type(e).__name__}: {str(e)[:120]}); "
+                          "for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
     while not done:
         action, _ = actor.act(torch.as_tensor(obs, dtype=torch.float32)[None])
         obs, _, term, trunc, _ = env.step(action[0].numpy())
