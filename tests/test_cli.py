@@ -5,7 +5,6 @@ pytest tmp_path as cwd and nothing lands in the repository. Budgets are tiny: an
 (torch, gymnasium, matplotlib) costs ~3-5 s here, more than the training itself.
 """
 import csv
-import importlib.util
 import os
 import re
 import shutil
@@ -221,7 +220,6 @@ def write_foreign_checkpoint(path):
 # (id, arguments, substrings the one-line message must contain); {ckpt} is a path in the test's cwd
 BAD = [
     ("unknown-env", ["--env", "CartPole-v9"], ["CartPole-v9", "CartPole-v1"]),
-    ("missing-extra", ["--env", "LunarLander-v3"], ["LunarLander-v3", "gymnasium[box2d]"]),
     ("no-cuda", ["--device", "cuda"], ["cuda", "--device cpu"]),
     ("num-episodes-negative", ["--num-episodes", "-3"], ["--num-episodes"]),
     ("clip-eps-0", ["--clip-eps", "0"], ["--clip-eps"]),
@@ -240,8 +238,6 @@ BAD = [
 @pytest.mark.parametrize("case, args, expect", BAD, ids=[b[0] for b in BAD])
 def test_bad_input(tmp_path, tiny_run, case, args, expect):
     ckpt = tmp_path / "model.pt"
-    if case == "missing-extra" and importlib.util.find_spec("Box2D") is not None:
-        pytest.skip("box2d is installed here")
     if case == "no-cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     if case == "success-without-predicate":
@@ -401,8 +397,8 @@ def test_resume_after_a_crash_does_not_duplicate_rows(tmp_path, tiny_run):
 
 
 def test_missing_extra_names_the_pip_extra(monkeypatch):
-    """In-process twin of the 'missing-extra' case, which cannot run where box2d is installed:
-    gymnasium's DependencyNotInstalled becomes one EnvError naming the pip extra."""
+    """box2d is a requirement now, so a missing extra is simulated: gymnasium's DependencyNotInstalled
+    becomes one EnvError naming the pip extra."""
     import gymnasium as gym
 
     import envs
