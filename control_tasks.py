@@ -8,11 +8,12 @@ Three stages mimic how a language model gets there:
     2. SFT     behaviour cloning on the expert's SUCCESSFUL episodes only          -> checkpoints/<task>-sft.pt
                (few demonstrations, few steps: a policy that succeeds sometimes, as an SFT model does)
     3. RL      python sppo.py --task <task> --init checkpoints/<task>-sft.pt       the outcome reward only
+               (with --lr 1e-4 --no-norm-adv --ratio token: README says why)
 
 Usage:
     python control_tasks.py expert --task mountaincar            # stage 1 -> checkpoints/mountaincar-expert.pt
     python control_tasks.py sft --task mountaincar               # stage 2 -> checkpoints/mountaincar-sft.pt
-    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --algo sppo
+    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --lr 1e-4 --no-norm-adv --ratio token
     python control_tasks.py eval --checkpoint checkpoints/mountaincar-sft.pt --episodes 500
     python control_tasks.py gif --checkpoint checkpoints/mountaincar-sft.pt --out mountaincar.gif
 
