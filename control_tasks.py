@@ -28,7 +28,7 @@ import dataclasses
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -114,8 +114,10 @@ def _lander_success(obs, reward, term, trunc, info):
     return landed & ~(term & (reward < 0))
 
 
-def _lander_shaped(prev, obs, reward, term, trunc, info):
-    return reward   # gymnasium's dense reward is already shaped (distance, speed, legs, fuel)
+def _env_reward(prev, obs, reward, term, trunc, info):
+    # LunarLander's and Hopper's own dense rewards are already shaped (lander: distance, speed, legs,
+    # fuel; hopper: forward velocity + healthy bonus - control cost)
+    return reward
 
 
 def _hopper_x(info, like):
@@ -129,10 +131,6 @@ def _hopper_success(obs, reward, term, trunc, info):
     return trunc & ~term & (_hopper_x(info, obs) > 1.0)
 
 
-def _hopper_shaped(prev, obs, reward, term, trunc, info):
-    return reward   # gymnasium's forward velocity + healthy bonus - control cost
-
-
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("precision-cartpole", "CartPole-v1", 200, 64, _cartpole_success, _cartpole_shaped,
          expert=dict(algo="ppo", total_steps=300_000, num_episodes=32), demos=16, bc_steps=360),
@@ -141,9 +139,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          goal_position=0.45),
     Task("pendulum", "Pendulum-v1", 1000, 16, _pendulum_success, _pendulum_shaped,
          expert=dict(algo="ppo", total_steps=500_000, num_episodes=16, gamma=0.99), demos=8, bc_steps=650),
-    Task("lunarlander", "LunarLander-v3", 1000, 16, _lander_success, _lander_shaped,
+    Task("lunarlander", "LunarLander-v3", 1000, 16, _lander_success, _env_reward,
          expert={}, demos=16, bc_steps=500, controller=LanderHeuristic),
-    Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _hopper_shaped,
+    Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _env_reward,
          expert=dict(algo="ppo", ratio="token", total_steps=1_000_000, num_episodes=8, gamma=0.99, lr=3e-4,
                      critic_lr=1e-3, epochs=10, minibatches=8), demos=16, bc_steps=3000),
 )}
@@ -206,10 +204,7 @@ def load_actor(path: str, task_name: str | None = None, device: str = "cpu"):
     """The actor of a checkpoint written by sppo.py or by `sft` -> (actor, sppo.Args it was trained with)."""
     import sppo
     ckpt = read_checkpoint(path, ("args", "actor"))
-    try:
-        saved = sppo.Args(**ckpt["args"])
-    except TypeError:
-        raise ConfigError(f"checkpoint {path} holds settings sppo.py does not know; it was not written by it") from None
+    saved = sppo.saved_args(ckpt, path)
     name = task_name or saved.task
     if not name:
         raise ConfigError(f"checkpoint {path} was not trained on a task; pass --task")
@@ -251,19 +246,19 @@ def sft(task_name: str, expert_path: str | None, out: str, seed: int = 0, demos:
         expert, expert_args = load_actor(expert_path, task_name)
     torch.manual_seed(seed)
     # collect successful episodes, B at a time, until there are `demos` of them
+    env = make(task_name, 32)   # rollout() reseeds it: each batch's initial states come from its own seed
     obs, actions, found, tried = [], [], 0, 0
     while found < demos:
         if tried >= 50 * demos:
             raise ConfigError(f"the expert {expert_path} succeeded in {found} of {tried} episodes of {task_name}; "
                               "train a better one (python control_tasks.py expert)")
-        batch = envs.rollout(make(task_name, 32, seed=seed + tried), expert.act, seed=seed * 7919 + tried)
+        batch = envs.rollout(env, expert.act, seed=seed * 7919 + tried)
         for b in batch.success.nonzero().flatten().tolist()[:demos - found]:
             real = batch.step_mask[:, b].bool()
             obs.append(batch.obs[real, b]), actions.append(batch.actions[real, b])
         found, tried = min(demos, found + int(batch.success.sum())), tried + 32
     obs, actions = torch.cat(obs), torch.cat(actions)                   # [N, obs_dim], [N(, act_dim)]
     # a fresh actor of the expert's size, cloned with minibatches of state-action pairs
-    env = make(task_name, 1)
     actor = sppo.Actor(obs.shape[1], env.single_action_space, expert_args.hidden)
     opt = torch.optim.Adam(actor.parameters(), lr=lr)
     for _ in range(bc_steps):
@@ -293,12 +288,11 @@ def expert(task_name: str, out: str, seed: int = 1, total_steps: int = 0) -> dic
         raise ConfigError(f"{run} already exists: remove it to train the expert again")
     if sppo.train(args) != 0:
         raise ConfigError(f"the expert stage was interrupted; continue it with python sppo.py --resume {run}")
-    ckpt = read_checkpoint(run, ("args", "actor"))
-    actor, _ = load_actor(run)
+    actor, trained = load_actor(run)
     info = {"task": task_name, "seed": seed, **settings, "success_rate": success_rate(actor, task_name, 200, seed=10_000),
             "eval_episodes": 200}
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    save_checkpoint(out, args=ckpt["args"], actor=ckpt["actor"], expert=info)
+    save_checkpoint(out, args=dataclasses.asdict(trained), actor=actor.state_dict(), expert=info)
     return info
 
 

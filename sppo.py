@@ -411,6 +411,14 @@ def build(args: Args, device: torch.device):
     return env, actor, critic, torch.optim.Adam(groups, eps=1e-5)
 
 
+def saved_args(ckpt: dict, path: str) -> Args:
+    """The settings a checkpoint was trained with (for --resume, and for loading its actor elsewhere)."""
+    try:
+        return Args(**ckpt["args"])
+    except TypeError:
+        raise ConfigError(f"checkpoint {path} holds settings sppo.py does not know; it was not written by it") from None
+
+
 def apply_task(args: Args) -> Args:
     """Fill in what a --task decides: its env, horizon, 0/1 outcome and the paper's episodes per update."""
     if not args.task:
@@ -439,11 +447,7 @@ def train(args: Args) -> int:
     check_args(args)
     ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
     if ckpt is not None:  # continue with the saved settings; only the budget and the device may change
-        try:
-            saved = Args(**ckpt["args"])
-        except TypeError:
-            raise ConfigError(f"checkpoint {args.resume} holds settings sppo.py does not know; it was not written by it") from None
-        args = dataclasses.replace(saved, total_steps=args.total_steps, total_episodes=args.total_episodes,
+        args = dataclasses.replace(saved_args(ckpt, args.resume), total_steps=args.total_steps, total_episodes=args.total_episodes,
                                    device=args.device, resume=args.resume)
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)

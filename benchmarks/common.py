@@ -32,6 +32,19 @@ def provenance() -> dict:
             "commit": commit, "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}
 
 
+def run_sppo(name: str, flags: list[str], budget: list[str], run_dir: str) -> tuple[str, list[dict]]:
+    """`python sppo.py <flags> <budget>` in its own process, or `--resume` of the run in `run_dir` (under
+    runs/) when an interrupted one left its checkpoint there. Returns the command and its progress.csv rows."""
+    import csv
+    ckpt = os.path.join(run_dir, "model.pt")
+    cmd = (["--resume", ckpt] if os.path.exists(ckpt) else flags) + budget
+    out = subprocess.run([sys.executable, "sppo.py", *cmd], cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{name} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
+    with open(os.path.join(run_dir, "progress.csv")) as f:
+        return "python sppo.py " + " ".join(cmd), list(csv.DictReader(f))
+
+
 def write_results(name: str, data: dict, markdown: str) -> None:
     """results/<name>.json (everything) and results/<name>.md (the table a person reads)."""
     os.makedirs(RESULTS, exist_ok=True)

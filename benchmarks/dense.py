@@ -15,15 +15,13 @@ Usage:
     python benchmarks/dense.py --envs Pendulum-v1 --seeds 1
 """
 import argparse
-import csv
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance, write_results  # noqa: E402
+from common import REPO, RESULTS, provenance, run_sppo, write_results  # noqa: E402
 
 OUT = os.path.join(RESULTS, "dense")
 WINDOW = 20
@@ -58,18 +56,11 @@ CONFIGS = {
 
 def run_ours(env_id, label, flags, seed, steps):
     name = f"{env_id}__ours-{label}__{seed}"
-    run_dir = os.path.join(REPO, "runs", "dense", name)
-    cmd = ["--env", env_id, "--algo", "ppo", "--ratio", "token", "--seed", str(seed), "--total-steps", str(steps),
-           "--no-stop-when-solved", "--run-name", os.path.join("dense", name), *flags]
-    if os.path.exists(os.path.join(run_dir, "model.pt")):
-        cmd = ["--resume", os.path.join(run_dir, "model.pt"), "--total-steps", str(steps)]
-    out = subprocess.run([sys.executable, "sppo.py", *cmd], cwd=REPO, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
-    with open(os.path.join(run_dir, "progress.csv")) as f:
-        rows = list(csv.DictReader(f))
+    command, rows = run_sppo(name, ["--env", env_id, "--algo", "ppo", "--ratio", "token", "--seed", str(seed),
+                                    "--no-stop-when-solved", "--run-name", os.path.join("dense", name), *flags],
+                             ["--total-steps", str(steps)], os.path.join(REPO, "runs", "dense", name))
     curve = [(int(r["env_steps"]), float(r["last20_return"])) for r in rows]
-    return name, curve, float(rows[-1]["wall_time"]), "python sppo.py " + " ".join(cmd)
+    return name, curve, float(rows[-1]["wall_time"]), command
 
 
 def run_sb3(env_id, seed, steps):

@@ -21,13 +21,12 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance, write_results  # noqa: E402
+from common import REPO, RESULTS, provenance, run_sppo, write_results  # noqa: E402
 
 sys.path.insert(0, REPO)
 import control_tasks  # noqa: E402
@@ -61,19 +60,10 @@ def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int) -> dict:
     if os.path.exists(summary_path):
         with open(summary_path) as f:
             return json.load(f)
-    run_dir = os.path.join(REPO, "runs", "rlvr", name)
-    ckpt = os.path.join(run_dir, "model.pt")
-    if os.path.exists(ckpt):
-        cmd = ["--resume", ckpt]
-    else:
-        cmd = ["--task", task, "--init", os.path.join("checkpoints", f"{task}-sft.pt"), "--algo", algo,
-               "--ratio", ratio, "--seed", str(seed), "--run-name", os.path.join("rlvr", name), *COMMON]
-    cmd += ["--total-episodes", str(episodes), "--total-steps", str(10**10)]
-    out = subprocess.run([sys.executable, "sppo.py", *cmd], cwd=REPO, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"{name} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
-    with open(os.path.join(run_dir, "progress.csv")) as f:
-        rows = list(csv.DictReader(f))
+    flags = ["--task", task, "--init", os.path.join("checkpoints", f"{task}-sft.pt"), "--algo", algo,
+             "--ratio", ratio, "--seed", str(seed), "--run-name", os.path.join("rlvr", name), *COMMON]
+    command, rows = run_sppo(name, flags, ["--total-episodes", str(episodes), "--total-steps", str(10**10)],
+                             os.path.join(REPO, "runs", "rlvr", name))
     curve = [{"episodes": int(r["episodes"]), "env_steps": int(r["env_steps"]), "wall_time": float(r["wall_time"]),
               "success_rate": float(r["success_rate"])} for r in rows]
     B = curve[1]["episodes"] - curve[0]["episodes"] if len(curve) > 1 else curve[0]["episodes"]
@@ -85,7 +75,7 @@ def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int) -> dict:
     summary = {"task": task, "algo": algo, "ratio": ratio, "seed": seed, "episodes": curve[-1]["episodes"],
                "env_steps": curve[-1]["env_steps"], "final_success": sum(c["success_rate"] for c in curve[-tail:]) / tail,
                "episodes_to_80": hit, "wall_time": curve[-1]["wall_time"],
-               "steps_per_s": curve[-1]["env_steps"] / curve[-1]["wall_time"], "command": "python sppo.py " + " ".join(cmd)}
+               "steps_per_s": curve[-1]["env_steps"] / curve[-1]["wall_time"], "command": command}
     os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
     with open(os.path.join(OUT, "runs", name + ".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(curve[0]))
