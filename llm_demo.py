@@ -521,15 +521,16 @@ def show_samples(bar, batch: Rollout, advantages, value, n: int = 2) -> None:
 
 def plot(csv_path: str, png_path: str, title: str) -> None:
     """Reward of the sampled responses (and V where there is a critic) against generated tokens."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot writes the PNG without touching the process's backend (a notebook
+    # calling train() keeps drawing inline)
+    from matplotlib.figure import Figure
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
     x = [int(r["gen_tokens"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(x, [float(r["reward"]) for r in rows], marker=".", label="reward (training samples)")
     if rows[0]["value"] != "":
         ax.plot(x, [float(r["value"]) for r in rows], marker=".", label="mean V(prompt)")
@@ -537,7 +538,6 @@ def plot(csv_path: str, png_path: str, title: str) -> None:
     ax.set_title(title), ax.legend()
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:

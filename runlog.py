@@ -105,15 +105,16 @@ def keep_rows_up_to(csv_path: str, last_update: int, columns: list[str], key: st
 
 def plot_progress(csv_path: str, png_path: str, title: str) -> None:
     """Mean return (and success rate, where the task has one) against env steps, from progress.csv."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # a Figure without pyplot writes the PNG without touching the process's backend (a notebook
+    # calling train() keeps drawing inline)
+    from matplotlib.figure import Figure
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
     steps = [int(r["env_steps"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(steps, [float(r["mean_return"]) for r in rows], marker=".", label="mean return")
     ax.set_xlabel("env steps"), ax.set_ylabel("mean episode return"), ax.set_title(title)
     if rows[0]["success_rate"] != "":
@@ -123,4 +124,3 @@ def plot_progress(csv_path: str, png_path: str, title: str) -> None:
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88))
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)

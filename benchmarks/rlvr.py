@@ -106,6 +106,18 @@ def mean_std(xs):
     return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
 
 
+def success_curves(rs, window: int = 64):
+    """The success-rate curves of one (task, algo, ratio)'s seeds on a common axis, each smoothed over
+    >= `window` episodes -> (episodes [n], success [seeds, n]) (numpy arrays)."""
+    import numpy as np
+    n = min(len(r["curve"]) for r in rs)
+    x = np.array([c["episodes"] for c in rs[0]["curve"][:n]])
+    y = np.array([[c["success_rate"] for c in r["curve"][:n]] for r in rs])
+    w = max(1, int(np.ceil(window / max(1, x[0]))))
+    y = np.stack([np.convolve(row, np.ones(w) / w, mode="valid") for row in y])
+    return x[w - 1:], y
+
+
 def render():
     """summary.csv, one figure per task (and per ablation task), results/rlvr.md with the tables."""
     import matplotlib
@@ -153,14 +165,10 @@ def render():
             fig, ax = plt.subplots(figsize=(6, 4))
             for key in sorted(keys):
                 rs = groups[key]
-                n = min(len(r["curve"]) for r in rs)
-                x = np.array([c["episodes"] for c in rs[0]["curve"][:n]])
-                y = np.array([[c["success_rate"] for c in r["curve"][:n]] for r in rs])
-                w = max(1, int(np.ceil(64 / max(1, x[0]))))            # smooth over >= 64 episodes
-                y = np.stack([np.convolve(row, np.ones(w) / w, mode="valid") for row in y])
+                x, y = success_curves(rs)
                 label = key[2] if suffix else key[1]
-                ax.plot(x[w - 1:], y.mean(0), label=f"{label} ({len(rs)} seeds)")
-                ax.fill_between(x[w - 1:], y.min(0), y.max(0), alpha=0.2)
+                ax.plot(x, y.mean(0), label=f"{label} ({len(rs)} seeds)")
+                ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
             ax.set_xlabel("episodes"), ax.set_ylabel("success rate"), ax.set_ylim(-0.02, 1.02)
             ax.set_title(f"{task}{' (SPPO, ratio)' if suffix else ''}: mean over seeds, band = min–max")
             ax.legend()
