@@ -113,19 +113,23 @@ def one(env_id, label, seed):
 
 
 def render(results):
+    import gymnasium as gym
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
     lines = ["# Token-level PPO on dense rewards, beside Stable-Baselines3 with rl-zoo's settings\n",
-             "Last-20-episode mean return at the end of the budget, mean ± std over seeds.\n",
-             "| env | run | seeds | env steps | final last-20 return | wall time per run |", "|---|---|---|---|---|---|"]
+             "Last-20-episode mean return at the end of the budget, mean ± std over seeds; env steps until it first "
+             "reaches the env's reward threshold (gymnasium's; Pendulum-v1 has none), median (min–max) over seeds.\n",
+             "| env | run | seeds | env steps | final last-20 return | steps to threshold | wall time per run |",
+             "|---|---|---|---|---|---|---|"]
     for env_id in CONFIGS:
         rs = [r for r in results if r["env"] == env_id]
         if not rs:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         grid = np.linspace(0, CONFIGS[env_id]["steps"], 101)
+        threshold = gym.spec(env_id).reward_threshold
         for label in sorted({r["label"] for r in rs}):
             group = [r for r in rs if r["label"] == label]
             ys = np.stack([np.interp(grid, [c[0] for c in r["curve"]], [c[1] for c in r["curve"]], left=np.nan)
@@ -133,8 +137,13 @@ def render(results):
             ax.plot(grid, np.nanmean(ys, 0), label=f"{label} ({len(group)} seeds)")
             ax.fill_between(grid, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
             finals = [r["final_last20"] for r in group]
+            hits = sorted(next((s for s, y in r["curve"] if y >= threshold), None) for r in group) if threshold else []
+            reached = [h for h in hits if h is not None]
+            to_threshold = ("—" if not threshold else f"not reached (0/{len(group)})" if not reached else
+                            f"{np.median(reached) / 1e3:.0f}k ({reached[0] / 1e3:.0f}k–{reached[-1] / 1e3:.0f}k), "
+                            f"{len(reached)}/{len(group)} reached {threshold:g}")
             lines.append(f"| {env_id} | {label} | {len(group)} | {CONFIGS[env_id]['steps']:,} | "
-                         f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0:.1f} | "
+                         f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0:.1f} | {to_threshold} | "
                          f"{np.mean([r['wall_time'] for r in group]):.0f} s |")
         ax.set_xlabel("env steps"), ax.set_ylabel(f"mean return of the last {WINDOW} episodes"), ax.set_title(env_id)
         ax.legend()
