@@ -164,13 +164,15 @@ class OutcomeEnv:
         self.env_id, self.num_envs, self.device = task.env_id, env.num_envs, env.device
         self.single_observation_space, self.single_action_space = env.single_observation_space, env.single_action_space
         self.max_episode_steps = env.max_episode_steps
+        if hasattr(env, "autoreset_states"):   # a native env: envs.rollout draws its autoreset states
+            self.autoreset_states = env.autoreset_states
 
     def reset(self, seed=None, group_size=1):
         self.obs = self.env.reset(seed=seed, group_size=group_size)
         return self.obs
 
-    def step(self, actions):
-        obs, reward, term, trunc, info = self.env.step(actions)
+    def step(self, actions, **kwargs):
+        obs, reward, term, trunc, info = self.env.step(actions, **kwargs)
         ended = term | trunc
         success = self.task.success(obs, reward, term, trunc, info) & ended
         if self.reward == "outcome":

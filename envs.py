@@ -151,6 +151,11 @@ class TorchVectorEnv:
         u = torch.rand(n, self._init_low.shape[0], generator=self.generator, device=self.device)
         return self._init_low + self._init_span * u
 
+    def autoreset_states(self, k: int) -> torch.Tensor:
+        """The states [k, B, d] that the next k steps reset ended copies to, drawn at once: the same
+        numbers as k calls of step() would draw one by one (rollout passes them back as `fresh`)."""
+        return self._sample_initial(k * self.num_envs).view(k, self.num_envs, -1)
+
     def reset(self, seed: int | None = None, group_size: int = 1) -> torch.Tensor:
         """Start every copy afresh; each consecutive group of `group_size` copies shares one s0."""
         if self.num_envs % group_size != 0:
@@ -163,17 +168,20 @@ class TorchVectorEnv:
         self._ended.zero_()
         return self._obs(self.state)
 
-    def step(self, actions: torch.Tensor):
+    def step(self, actions: torch.Tensor, fresh: torch.Tensor | None = None):
         """Advance all B copies one step; copies whose episode ended on the previous step are reset
-        instead (NEXT_STEP, see the class docstring)."""
+        instead (NEXT_STEP, see the class docstring). fresh [B, d]: the states they reset to, drawn
+        here from the env's generator unless given (a row of `autoreset_states`, as rollout does)."""
+        if fresh is None:
+            fresh = self._sample_initial(self.num_envs)
         state, reward, terminated = self._dynamics(self.state, actions.to(self.device))
         self.elapsed_steps = self.elapsed_steps + 1
         # gymnasium's TimeLimit: truncation is judged independently of termination (both may be True)
         truncated = self.elapsed_steps >= self.max_episode_steps
-        # NEXT_STEP autoreset. Drawing fresh states for all B copies and keeping the ones needed costs
-        # a little arithmetic but no host sync (indexing only the ended copies would need their count).
+        # NEXT_STEP autoreset. Fresh states for all B copies, of which the ended ones are kept, cost a
+        # little arithmetic but no host sync (indexing only the ended copies would need their count).
         r = self._ended
-        state = torch.where(r[:, None], self._sample_initial(self.num_envs), state)
+        state = torch.where(r[:, None], fresh, state)
         reward = torch.where(r, 0.0, reward)
         terminated, truncated = terminated & ~r, truncated & ~r
         self.elapsed_steps = torch.where(r, 0, self.elapsed_steps)
@@ -412,48 +420,87 @@ class Episodes:
         return (self.rewards * self.step_mask).sum(0)
 
 
+def _steps(env, act, obs: torch.Tensor, k: int, fresh: torch.Tensor | None) -> dict:
+    """k consecutive steps of act + env.step from obs [B, obs_dim]; each output stacked over the k
+    steps: obs [k, B, obs_dim] (the observation AFTER each step), actions [k, B(, act_dim)], logp,
+    rewards, terminated, truncated [k, B], success [k, B] (task envs only). fresh [k, B, d]: the
+    native env's autoreset states for these steps (None for gymnasium envs, which draw their own)."""
+    out = {key: [] for key in ("obs", "actions", "logp", "rewards", "terminated", "truncated", "success")}
+    for i in range(k):
+        action, logp = act(obs)
+        obs, reward, term, trunc, info = env.step(action) if fresh is None else env.step(action, fresh=fresh[i])
+        for key, x in zip(out, (obs, action, logp, reward, term, trunc, info.get("success"))):
+            out[key].append(x)
+    return {key: torch.stack(xs) if xs[0] is not None else None for key, xs in out.items()}
+
+
+# torch.compile of _steps, built on first use. Each step is ~40 small tensor operations on [B, ...]:
+# eagerly every one of them pays Python and dispatch overhead (~4 us), so a step costs ~300 us whatever
+# B is. Compiled, the check_every steps of a chunk become one C++ program (cpp_wrapper: no Python
+# between its kernels). fallback_random: its random numbers come from torch's own generator, exactly
+# as in eager mode, so a seed samples the same actions either way.
+_compiled_steps = None
+
+
+def compiled_steps():
+    global _compiled_steps
+    if _compiled_steps is None:
+        _compiled_steps = torch.compile(_steps, dynamic=False, options={"cpp_wrapper": True, "fallback_random": True})
+    return _compiled_steps
+
+
 @torch.no_grad()
 def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int | None = None,
-            check_every: int = 16) -> Episodes:
+            check_every: int = 16, compile: bool = False) -> Episodes:
     """Run one episode in each of the env's B copies, to its end or to `horizon` steps.
 
     act(obs [B, obs_dim]) -> (action [B] or [B, act_dim], logp [B]) samples from the current policy.
     group_size G > 1 starts each consecutive group of G copies from one shared initial state (for
     GRPO/RLOO: G "responses" to the same "prompt").
 
-    Everything stays on env.device; the only host synchronisation is an `any episode still running?`
-    test every `check_every` steps, so that a batch of short episodes does not pay for the horizon.
+    Everything stays on env.device. The steps run in chunks of `check_every`; between chunks, the only
+    host synchronisation, an `any episode still running?` test, lets a batch of short episodes stop
+    before the horizon. compile=True (native envs only) runs each whole chunk as one compiled program:
+    the first rollout pays the compilation (tens of seconds on a CPU; torch caches it on disk), then a
+    step costs ~10x less; actions are the same, observations agree to float rounding (~1e-5).
     """
     horizon = horizon or env.max_episode_steps
-    obs = env.reset(seed=seed, group_size=group_size)
+    s0 = obs = env.reset(seed=seed, group_size=group_size)
+    # a native env's autoreset states are drawn here, a chunk at a time: torch.compile cannot trace
+    # the env's torch.Generator, and drawing k rows at once gives the numbers k single draws would
+    draw = getattr(env, "autoreset_states", None)
+    if compile and draw is None:
+        raise ValueError(f"compile=True needs a native torch env; {getattr(env, 'env_id', env)} is not one")
     ever_ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
-    obs_buf, act_buf, logp_buf, rew_buf, term_buf, trunc_buf, succ_buf = [obs], [], [], [], [], [], []
-    for t in range(horizon):
-        action, logp = act(obs)
-        obs, reward, term, trunc, info = env.step(action)
-        obs_buf.append(obs); act_buf.append(action); logp_buf.append(logp)
-        rew_buf.append(reward); term_buf.append(term); trunc_buf.append(trunc)
-        if "success" in info:   # a task env (control_tasks.py) judges success on the step an episode ends
-            succ_buf.append(info["success"])
-        ever_ended |= term | trunc
-        if (t + 1) % check_every == 0 and bool(ever_ended.all()):
+    chunks = []
+    for start in range(0, horizon, check_every):
+        k = min(check_every, horizon - start)
+        # a shorter last chunk runs eagerly rather than compiling a second program for it
+        steps = compiled_steps() if compile and k == check_every else _steps
+        chunk = steps(env, act, obs, k, None if draw is None else draw(k))
+        chunks.append(chunk)
+        obs = chunk["obs"][-1]
+        ever_ended |= (chunk["terminated"] | chunk["truncated"]).any(0)
+        if bool(ever_ended.all()):
             break
+    # one tensor per output over all steps taken: obs [T, B, obs_dim], the others [T, B(, act_dim)]
+    run = {key: None if chunks[0][key] is None else torch.cat([c[key] for c in chunks]) for key in chunks[0]}
     # The step mask is derived after the fact, as an LLM's response mask is from the first EOS: a step
     # is real iff no episode end came before it. Steps after the end belong to the autoreset copy.
-    term, trunc = torch.stack(term_buf), torch.stack(trunc_buf)            # [T, B]
+    term, trunc = run["terminated"], run["truncated"]                      # [T, B]
     ended = term | trunc
     step_mask = ((ended.cumsum(0) - ended.long()) == 0).float()            # [T, B]
     last = (step_mask.sum(0).long() - 1)[None]                             # [1, B] index of the last real step
-    all_obs = torch.stack(obs_buf)                                         # [T + 1, B, obs_dim]
-    final_obs = all_obs[1:].gather(0, last[..., None].expand(1, *all_obs.shape[1:]))[0]
+    final_obs = run["obs"].gather(0, last[..., None].expand(1, *run["obs"].shape[1:]))[0]
     terminated = term.gather(0, last)[0]
     truncated = trunc.gather(0, last)[0] & ~terminated
     cut = ~(terminated | truncated)   # still running at the horizon: neither flag; the caller bootstraps it
     success_fn = SUCCESS.get(getattr(env, "env_id", ""))
-    if succ_buf:   # an episode still running at the horizon has not ended, so it has not succeeded
-        success = torch.stack(succ_buf).gather(0, last)[0] & ~cut
+    if run["success"] is not None:   # a task env (control_tasks.py) judges success on the step an episode ends;
+        success = run["success"].gather(0, last)[0] & ~cut   # one still running at the horizon has not succeeded
     else:
         success = None if success_fn is None else success_fn(final_obs, terminated, truncated | cut)
-    return Episodes(obs=all_obs[:-1], actions=torch.stack(act_buf), logp=torch.stack(logp_buf),
-                    rewards=torch.stack(rew_buf), step_mask=step_mask, s0=all_obs[0], final_obs=final_obs,
+    # obs[t] is the observation the action of step t was chosen from: s0, then those after each step
+    return Episodes(obs=torch.cat([s0[None], run["obs"][:-1]]), actions=run["actions"], logp=run["logp"],
+                    rewards=run["rewards"], step_mask=step_mask, s0=s0, final_obs=final_obs,
                     terminated=terminated, truncated=truncated, success=success)

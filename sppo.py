@@ -19,6 +19,7 @@ Usage:
     python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --lr 1e-4 --no-norm-adv --ratio token
                                                                   # the paper's benchmark: 0/1 outcome, from SFT
     python sppo.py --env CartPole-v1 --total-steps 20000          # a tiny run, for class
+    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --compile   # compiled rollout (native envs)
     python sppo.py --resume runs/<run_name>/model.pt              # continue an interrupted run
 """
 from __future__ import annotations
@@ -83,6 +84,8 @@ class Args:
     device: str = opt("cpu", "cpu | cuda | auto")
     seed: int = opt(1, "random seed")
     threads: int = opt(1, "torch CPU threads (small MLPs run fastest on one)")
+    compile: bool = opt(False, "run the rollout's steps as torch.compile'd chunks (native envs only): ~10x faster steps "
+                               "after a compilation of up to a minute; same actions, observations equal to float rounding")
     save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
     run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
     resume: str = opt("", "checkpoint to continue from (its saved settings are used; --total-steps and --device may change)")
@@ -147,10 +150,19 @@ def gae_advantage(rewards: torch.Tensor, values: torch.Tensor, step_mask: torch.
     next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
     next_values = next_mask * next_values + (1 - next_mask) * last_value
     deltas = rewards + gamma * next_values - values                         # [T, B]
-    advantages, running = torch.zeros_like(rewards), torch.zeros_like(last_value)
-    for t in reversed(range(rewards.shape[0])):
-        running = (deltas[t] + gamma * lam * next_mask[t] * running) * step_mask[t]
-        advantages[t] = running
+    # The backward recursion A_t = m_t * (delta_t + gamma * lam * m_{t+1} * A_{t+1}) (m: step_mask) is
+    # a linear recurrence A_t = x_t + c_t * A_{t+1}. A python loop over it costs T tiny steps (20 ms at
+    # T = 1000); recursive doubling solves it in log2(T) vectorised passes: after the pass with shift
+    # k, A_t holds the sum over the next 2k steps of its chain and c_t the product of the 2k
+    # coefficients that link it to what lies beyond. (tests/test_math.py keeps the loop as reference.)
+    advantages = deltas * step_mask                                         # x_t   [T, B]
+    link = gamma * lam * next_mask * step_mask                              # c_t   [T, B], 0 at an episode's end
+    k = 1
+    while k < rewards.shape[0]:
+        # the last k steps have nothing k steps ahead of them: they stay as they are
+        advantages = torch.cat([advantages[:-k] + link[:-k] * advantages[k:], advantages[-k:]])
+        link = torch.cat([link[:-k] * link[k:], link[-k:]])
+        k *= 2
     return advantages, (advantages + values) * step_mask
 
 
@@ -281,6 +293,8 @@ def check_args(args: Args) -> None:
             raise ConfigError(f"--algo {args.algo} compares episodes within a group: --group-size must be >= 2, got {args.group_size}")
         if args.num_episodes % args.group_size:
             raise ConfigError(f"--num-episodes ({args.num_episodes}) must be a multiple of --group-size ({args.group_size})")
+    if args.compile and (args.backend == "gymnasium" or args.env not in envs.NATIVE_ENVS):
+        raise ConfigError(f"--compile needs a native torch env (have: {', '.join(envs.NATIVE_ENVS)}), not {args.env}")
     if args.reward == "success" and not args.task and args.env not in envs.SUCCESS:
         raise ConfigError(f"'{args.env}' has no success predicate (have: {', '.join(envs.SUCCESS)}); use --reward return")
 
@@ -328,7 +342,7 @@ def update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = T
     """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps. With
     train_actor False (--critic-warmup) only the critic learns from them."""
     group = args.group_size if args.algo in ("grpo", "rloo") else 1
-    batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed)
+    batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed, compile=args.compile)
     outcome = batch.success.float() if args.reward == "success" else batch.returns
     mask = batch.step_mask                                           # [T, B] (LLM: response mask)
     with torch.no_grad():

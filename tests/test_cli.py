@@ -227,6 +227,7 @@ BAD = [
     ("grpo-group-1", ["--algo", "grpo", "--group-size", "1"], ["--group-size"]),
     ("rloo-not-multiple", ["--algo", "rloo", "--num-episodes", "10", "--group-size", "4"], ["10", "4"]),
     ("unknown-algo", ["--algo", "dpo"], ["--algo", "dpo"]),
+    ("compile-gymnasium-env", ["--env", "CartPole-v1", "--backend", "gymnasium", "--compile"], ["--compile", "native"]),
     ("success-without-predicate", ["--reward", "success", "--env", "<no predicate>"], ["--reward return"]),
     ("resume-missing", ["--resume", "{ckpt}"], ["{ckpt}"]),
     ("resume-random-bytes", ["--resume", "{ckpt}"], ["{ckpt}"]),

@@ -280,3 +280,32 @@ def test_gymnasium_backend_groups_and_fresh_states_per_seed():
     assert torch.equal(a[0], a[3]) and torch.equal(a[4], a[7]) and not torch.equal(a[0], a[4])
     assert not any(torch.equal(x, y) for x in a[::4] for y in b[::4])
     assert torch.equal(a, env.reset(seed=5, group_size=4))   # the same seed, the same states
+
+
+def test_rollout_draws_the_autoreset_states_a_step_would():
+    """rollout draws a chunk's autoreset states at once (autoreset_states): the same numbers, in the
+    same order, as step() drawing them one step at a time."""
+    a, b = (envs.NATIVE_ENVS["MountainCar-v0"](4, seed=3) for _ in range(2))
+    ahead = a.autoreset_states(5)                                          # [5, 4, 2]
+    assert torch.equal(ahead, torch.stack([b._sample_initial(4) for _ in range(5)]))
+
+
+def test_compiled_rollout_matches_eager():
+    """compile=True runs the same steps as one compiled program per chunk: on a task env (the path
+    sppo.py --compile takes) the same actions and flags, observations and log-probs equal to float
+    rounding. (The eager steps are checked against gymnasium above.)"""
+    import control_tasks
+    import sppo
+    env = control_tasks.make("mountaincar", 8, seed=0, horizon=40)
+    actor = sppo.Actor(2, env.single_action_space)
+    runs = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        runs.append(envs.rollout(env, actor.act, seed=1, check_every=8, compile=compile))
+    eager, compiled = runs
+    for field in ("actions", "step_mask", "terminated", "truncated", "success", "rewards", "s0"):
+        assert torch.equal(getattr(eager, field), getattr(compiled, field)), field
+    torch.testing.assert_close(compiled.obs, eager.obs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(compiled.logp, eager.logp, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="native"):
+        envs.rollout(envs.make_env("MountainCar-v0", 2, backend="gymnasium"), actor.act, compile=True)
