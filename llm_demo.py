@@ -70,7 +70,8 @@ class LLMArgs:
     max_prompt_tokens: int = opt(256, "longest prompt accepted, after the chat template")
     epochs: int = opt(1, "passes over each batch (1 pass, 1 minibatch: rho = 1, no second forward needed)")
     minibatches: int = opt(1, "optimizer steps per pass")
-    micro_batch: int = opt(8, "responses per forward/backward (gradient accumulation inside a minibatch)")
+    micro_batch: int = opt(4, "responses per forward/backward (gradient accumulation inside a minibatch; "
+                              "4 holds the peak memory near the weights' and Adam's own, at the speed of 8)")
     clip_eps: float = opt(0.2, "PPO clip range epsilon")
     dual_clip: float = opt(3.0, "dual-clip c for negative advantages (0: off)")
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
@@ -83,6 +84,7 @@ class LLMArgs:
                              "(autocast: weights and Adam states stay float32)")
     device: str = opt("auto", "cpu | cuda | auto")
     seed: int = opt(1, "random seed (sampling, prompt order, critic head)")
+    eval_seed: int = opt(0, "seed of the held-out evaluation's sampling: the same draws for every run and checkpoint")
     threads: int = opt(0, "torch CPU threads (0: torch's default, all cores)")
     log_every: int = opt(5, "print a few (prompt, response, R, V, A) rows every N steps (0: never)")
     save_every: int = opt(10, "checkpoint every N steps (also at the end and on Ctrl-C)")
@@ -245,14 +247,19 @@ def evaluate(a: LLMArgs, policy: Policy, prompts, answers, critic=None, chunk: i
     Spearman between V(prompt) and the problem's empirical pass rate over the k samples (paper Fig. 7)."""
     n, k = len(prompts), a.eval_k
     sampled, greedy, tokens = [], [], 0
-    for i in range(0, n, max(1, chunk // k)):
-        ps, ans = prompts[i:i + chunk // k], answers[i:i + chunk // k]
-        r = rollout(policy, [p for p in ps for _ in range(k)], [x for x in ans for _ in range(k)],
-                    a.temperature, a.max_new_tokens)
-        sampled.append(r.rewards.view(-1, k).mean(1).cpu())
-        tokens += int(r.response_mask.sum())
-        g = rollout(policy, ps, ans, a.temperature, a.max_new_tokens, greedy=True)
-        greedy.append(g.rewards.cpu())
+    # the evaluation draws from its own seed and leaves the training RNG as it found it: two runs (or
+    # a run before and after training) are scored with the same random numbers, and scoring mid-run
+    # does not change what the run samples next
+    with torch.random.fork_rng(devices=[policy.device] if policy.device.type == "cuda" else []):
+        torch.manual_seed(a.eval_seed)
+        for i in range(0, n, max(1, chunk // k)):
+            ps, ans = prompts[i:i + chunk // k], answers[i:i + chunk // k]
+            r = rollout(policy, [p for p in ps for _ in range(k)], [x for x in ans for _ in range(k)],
+                        a.temperature, a.max_new_tokens)
+            sampled.append(r.rewards.view(-1, k).mean(1).cpu())
+            tokens += int(r.response_mask.sum())
+            g = rollout(policy, ps, ans, a.temperature, a.max_new_tokens, greedy=True)
+            greedy.append(g.rewards.cpu())
     pass_rate, greedy = torch.cat(sampled), torch.cat(greedy)
     out = {"avg_at_k": float(pass_rate.mean()), "k": k, "greedy": float(greedy.mean()), "n": n,
            "sampled_tokens": tokens, "pass_rate": pass_rate.tolist()}
@@ -371,7 +378,7 @@ def train(a: LLMArgs) -> int:
         critic = LMValue(body, policy.model.config.hidden_size).to(device)
     groups = [{"params": policy.model.parameters(), "lr": a.lr}]
     if critic is not None:
-        groups += [{"params": critic.body.parameters(), "lr": a.critic_lr},
+        groups += [{"params": [w for w in critic.body.parameters() if w.requires_grad], "lr": a.critic_lr},
                    {"params": critic.head.parameters(), "lr": a.critic_head_lr}]
     optimizer = torch.optim.Adam(groups)
     progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
@@ -392,10 +399,11 @@ def train(a: LLMArgs) -> int:
     if is_main:
         os.makedirs(run_dir, exist_ok=True)
     ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
-    n_params = lambda net: sum(p.numel() for p in net.parameters()) if net is not None else 0
+    n_params = lambda net, trained=False: sum(p.numel() for p in net.parameters()
+                                              if p.requires_grad or not trained) if net is not None else 0
     say = print if is_main else (lambda *args, **kw: None)
     say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
-          f"{n_params(critic) / 1e6:.0f}M; {len(train_set)} training and {len(eval_set)} held-out problems; "
+          f"{n_params(critic) / 1e6:.0f}M ({n_params(critic, True) / 1e6:.0f}M trained); {len(train_set)} training and {len(eval_set)} held-out problems; "
           f"loaded in {load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""), flush=True)
 
     def save():
@@ -465,14 +473,10 @@ def train(a: LLMArgs) -> int:
                 if is_main and a.log_every and progress["step"] % a.log_every == 0:
                     show_samples(bar, batch, advantages, value)
                 if is_main and a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
-                    t_eval, rng_state = time.perf_counter(), torch.get_rng_state()
-                    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+                    t_eval = time.perf_counter()
                     with amp():
                         record(evaluate(a, policy, eval_prompts, eval_answers, critic))
-                    torch.set_rng_state(rng_state)            # scoring does not change the training run ...
-                    if cuda_state is not None:
-                        torch.cuda.set_rng_state(cuda_state, device)
-                    start += time.perf_counter() - t_eval     # ... nor its clock
+                    start += time.perf_counter() - t_eval     # scoring does not run the training clock
                     bar.write(f"  step {progress['step']}: held-out Avg@{a.eval_k} {progress['evals'][-1]['avg_at_k']:.1%}")
                 barrier()
                 if progress["step"] % a.save_every == 0:
@@ -490,6 +494,7 @@ def train(a: LLMArgs) -> int:
     if status.startswith(("interrupted", "stopped")):
         print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {ckpt_path}")
         return 130
+    optimizer.zero_grad(set_to_none=True)   # the last step's gradients are not needed to score the policy
     t_eval = time.perf_counter()
     with amp():
         after = evaluate(a, policy, eval_prompts, eval_answers, critic)

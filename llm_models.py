@@ -174,8 +174,12 @@ def default_model_folder() -> str:
 def critic_body(policy_model, kind: str, layers: int):
     """The critic's transformer body, decoupled from the policy (its own weights and optimizer state):
     'same' = a copy of the whole decoder; 'small' = a copy of its first `layers` layers only (the paper's
-    memory lever: a smaller critic than policy). Both start from the policy's pretrained weights."""
+    memory lever: a smaller critic than policy). Both start from the policy's pretrained weights.
+    The critic's token embeddings stay frozen: in a small model they are most of its weights (SmolLM2-
+    135M: 28M of the small critic's 42M), and their gradient and two Adam moments would cost 12 bytes
+    per weight for a V that learns from one scalar per response."""
     body = copy.deepcopy(policy_model.get_decoder())
+    body.get_input_embeddings().requires_grad_(False)
     if kind == "small":
         n = min(layers, len(body.layers))
         body.layers = body.layers[:n]

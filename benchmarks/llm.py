@@ -9,6 +9,8 @@ over several sittings. Then results/llm/compare.{json,md,png} are rebuilt from a
 
     python benchmarks/llm.py                         # sppo, grpo, rloo, ppo: ~15 min each on 2 CPU cores
     python benchmarks/llm.py --runs sppo grpo        # a subset
+    python benchmarks/llm.py --runs sppo grpo --seeds 2 3   # more seeds (runs named sppo-s2, ...)
+    python benchmarks/llm_second_task.py && python benchmarks/llm.py --runs sppo-mixed grpo-mixed   # a second task
     python benchmarks/llm.py --render                # only rebuild the table and the figure
     python benchmarks/llm.py --memory                # peak memory of 3 training steps per critic and algorithm
 """
@@ -25,18 +27,30 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, RESULTS, provenance  # noqa: E402
 
 OUT = os.path.join(RESULTS, "llm")
+SECOND_TASK = ["--data-file", "results/llm/data/mixed_train.jsonl", "--eval-file", "results/llm/data/mixed_test.jsonl"]
 RUNS = {  # name -> flags added to the default command
     "sppo": [],
     "grpo": ["--algo", "grpo", "--group-size", "8"],
     "rloo": ["--algo", "rloo", "--group-size", "8"],
     "ppo": ["--algo", "ppo", "--ratio", "token"],
     "sppo-critic-same": ["--critic", "same"],
+    "sppo-lr5e-5": ["--lr", "5e-5"],
+    "sppo-token": ["--ratio", "token"],          # the ratio ablation: the paper's per-token ratio ...
+    "sppo-joint": ["--ratio", "joint"],          # ... and the whole response's joint ratio
+    "sppo-mixed": SECOND_TASK,                   # the defaults on a task they were not chosen on
+    "grpo-mixed": ["--algo", "grpo", "--group-size", "8", *SECOND_TASK],
 }
+
+
+def run_name(name: str, seed: int) -> str:
+    """Seed 1 (llm_demo.py's default) keeps the plain name; other seeds get a suffix."""
+    return name if seed == 1 else f"{name}-s{seed}"
 
 
 def run_one(name: str, flags: list[str], eval_every: int, keep_csv: bool = True) -> dict:
     prov = provenance()   # the code as it is when the run starts
     with tempfile.TemporaryDirectory() as tmp:
+        flags = [os.path.join(REPO, f) if f.startswith("results/") else f for f in flags]   # files of the repo
         cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--run-name", "bench", "--log-every", "0",
                "--eval-every", str(eval_every), *flags]
         t0 = time.perf_counter()
@@ -47,7 +61,7 @@ def run_one(name: str, flags: list[str], eval_every: int, keep_csv: bool = True)
             res = json.load(f)
         if keep_csv:
             shutil.copy(os.path.join(tmp, "runs", "bench", "progress.csv"), os.path.join(OUT, "runs", name + ".csv"))
-    res.update(name=name, flags=flags, process_s=time.perf_counter() - t0, summary=proc.stdout.strip().splitlines()[-1],
+    res.update(name=name, flags=[os.path.relpath(f, REPO) if f.startswith(REPO) else f for f in flags], process_s=time.perf_counter() - t0, summary=proc.stdout.strip().splitlines()[-1],
                provenance=prov)
     return res
 
@@ -55,10 +69,11 @@ def run_one(name: str, flags: list[str], eval_every: int, keep_csv: bool = True)
 def render() -> None:
     runs = {}
     for name in [*RUNS, "trl-grpo"]:   # trl-grpo: written by benchmarks/llm_trl.py
-        path = os.path.join(OUT, "runs", name + ".json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                runs[name] = json.load(f)
+        for seed in range(1, 10):
+            path = os.path.join(OUT, "runs", run_name(name, seed) + ".json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    runs[run_name(name, seed)] = json.load(f)
     if not runs:
         return
     first = next(iter(runs.values()))
@@ -141,6 +156,8 @@ def memory() -> None:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", default=["sppo", "grpo", "rloo", "ppo"], choices=list(RUNS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[1], help="llm_demo.py --seed of each run (1-9)")
+    p.add_argument("--threads", type=int, default=0, help="llm_demo.py --threads (1: two benchmarks side by side)")
     p.add_argument("--eval-every", type=int, default=15, help="held-out scoring every N steps (besides before/after)")
     p.add_argument("--render", action="store_true", help="only rebuild compare.{md,json,png}")
     p.add_argument("--memory", action="store_true", help="only measure peak memory (results/llm/memory.md)")
@@ -148,12 +165,14 @@ def main():
     os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
     if args.memory:
         return memory()
-    for name in [] if args.render else args.runs:
+    for base, seed in [] if args.render else [(n, s) for s in args.seeds for n in args.runs]:
+        name = run_name(base, seed)
         path = os.path.join(OUT, "runs", name + ".json")
         if os.path.isfile(path):
             print(f"{name}: done earlier ({path}); skipped", flush=True)
             continue
-        res = run_one(name, RUNS[name], args.eval_every)
+        flags = RUNS[base] + (["--seed", str(seed)] if seed != 1 else []) + (["--threads", str(args.threads)] if args.threads else [])
+        res = run_one(name, flags, args.eval_every)
         with open(path, "w") as f:
             json.dump(res, f, indent=1)
         print(res["summary"], flush=True)

@@ -159,6 +159,51 @@ def test_small_critic_has_fewer_layers_and_its_own_weights(tiny):
     assert p.data_ptr() != next(policy.model.get_decoder().parameters()).data_ptr()
 
 
+def test_the_critics_token_embeddings_are_frozen_and_hold_no_adam_state(tiny, tmp_path, monkeypatch):
+    """The small critic's embedding table is most of its weights: it is copied, frozen, and never given
+    to the optimizer (no gradient, no Adam moments), while the critic's layers and head do train."""
+    policy = tiny_policy(tiny)
+    for kind in ("small", "same"):
+        body = llm_models.critic_body(policy.model, kind, 1)
+        assert not body.get_input_embeddings().weight.requires_grad
+        assert all(p.requires_grad for n, p in body.named_parameters() if "embed" not in n)
+    assert policy.model.get_input_embeddings().weight.requires_grad      # the policy's own still trains
+    assert run(tmp_path, monkeypatch, "--model", tiny, *TINY_FLAGS, "--steps", 1, "--run-name", "frozen") == 0
+    ckpt = torch.load(tmp_path / "runs" / "frozen" / "model.pt", weights_only=False)
+    critic_lr = llm_demo.LLMArgs().critic_lr
+    body_group = next(g for g in ckpt["optimizer"]["param_groups"] if g["lr"] == critic_lr)
+    n_embed = sum(1 for k in ckpt["critic"] if "embed" in k)
+    n_trained = sum(1 for k in ckpt["critic"] if k.startswith("body.") and "embed" not in k)
+    assert n_embed == 1 and len(body_group["params"]) == n_trained
+    embed = next(v for k, v in ckpt["critic"].items() if "embed" in k)
+    torch.testing.assert_close(embed, policy.model.get_input_embeddings().weight)   # unchanged by training
+
+
+def test_evaluation_draws_from_its_own_seed_and_leaves_the_training_rng_alone(tiny, monkeypatch):
+    policy = tiny_policy(tiny)
+    problems = llm_tasks.make_problems(6, seed=0)
+    prompts = policy.encode([p.question for p in problems])
+    answers = [p.answer for p in problems]
+    sampled, rollout = [], llm_demo.rollout
+
+    def recording_rollout(*args, **kwargs):
+        batch = rollout(*args, **kwargs)
+        sampled.append(batch.response_ids)
+        return batch
+    monkeypatch.setattr(llm_demo, "rollout", recording_rollout)
+
+    def responses(eval_seed, global_seed):
+        torch.manual_seed(global_seed)        # whatever state training left the RNG in ...
+        state = torch.get_rng_state()
+        sampled.clear()
+        llm_demo.evaluate(llm_demo.LLMArgs(eval_k=2, max_new_tokens=6, eval_seed=eval_seed), policy, prompts, answers)
+        assert torch.equal(torch.get_rng_state(), state)     # ... scoring leaves it as it was
+        return sampled[0]                                    # the sampled (not greedy) responses
+
+    assert torch.equal(responses(0, global_seed=1), responses(0, global_seed=2))   # the same draws
+    assert not torch.equal(responses(0, global_seed=1), responses(5, global_seed=1))
+
+
 def test_log_probs_are_those_of_the_sampling_temperature(tiny):
     """Responses are sampled from softmax(logits / T), so the policy gradient needs log of THAT."""
     policy = tiny_policy(tiny)
