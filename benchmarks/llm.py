@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,17 @@ def render() -> None:
         lines.append(f"| {name} | `{' '.join(r['flags']) or '(defaults)'}` | {r['accuracy_before']:.1%} → "
                      f"{r['accuracy_after']:.1%} | {r['greedy_before']:.1%} → {r['greedy_after']:.1%} | "
                      f"{r['train_wall_s']:.0f} | {r['gen_tokens']:,} | {r['peak_mem_gb']:.1f} | {calib} |")
+    groups = {}   # the runs of one configuration over its seeds
+    for name, r in runs.items():
+        groups.setdefault(name.rsplit("-s", 1)[0] if name.rsplit("-s", 1)[-1].isdigit() else name, []).append(r)
+    if any(len(g) > 1 for g in groups.values()):
+        lines += ["", "Over seeds (mean ± standard deviation of the runs above; one row per configuration):", "",
+                  f"| run | seeds | Avg@{k} before | Avg@{k} after | greedy after | gain in Avg@{k} (points) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for base, g in groups.items():
+            lines.append(f"| {base} | {len(g)} | {mean_std([r['accuracy_before'] for r in g])} | "
+                         f"{mean_std([r['accuracy_after'] for r in g])} | {mean_std([r['greedy_after'] for r in g])} | "
+                         f"{mean_std([r['accuracy_after'] - r['accuracy_before'] for r in g], points=True)} |")
     lines += ["", f"Held-out Avg@{k} along training (step: accuracy at training seconds):", ""]
     for name, r in runs.items():
         lines.append(f"- {name}: " + ", ".join(f"{p['step']}: {p['avg_at_k']:.1%} at {p['wall_time']:.0f} s"
@@ -104,6 +116,12 @@ def render() -> None:
                    for name, r in runs.items()}, f, indent=1)
     plot(runs, k)
     print("\n".join(lines))
+
+
+def mean_std(xs: list, points: bool = False) -> str:
+    scale, unit = (100, "") if points else (100, "%")
+    m = statistics.mean(xs) * scale
+    return f"{m:.1f}{unit}" if len(xs) == 1 else f"{m:.1f} ± {statistics.stdev(xs) * scale:.1f}{unit}"
 
 
 def plot(runs: dict, k: int) -> None:
@@ -125,7 +143,8 @@ def plot(runs: dict, k: int) -> None:
 
 MEMORY = {"sppo, --critic small": [], "sppo, --critic same": ["--critic", "same"],
           "ppo, --critic small": ["--algo", "ppo", "--ratio", "token"], "ppo, --critic same": ["--algo", "ppo", "--ratio", "token", "--critic", "same"],
-          "grpo (no critic)": ["--algo", "grpo", "--group-size", "8"]}
+          "grpo (no critic)": ["--algo", "grpo", "--group-size", "8"],
+          "sppo, micro-batches of 8": ["--micro-batch", "8"], "sppo, micro-batches of 2": ["--micro-batch", "2"]}
 
 
 def memory() -> None:
@@ -140,7 +159,7 @@ def memory() -> None:
     p = rows[0]["provenance"]
     lines = ["# Peak memory of the LLM demo's training (CPU, float32)", "",
              "Peak resident set size of `python llm_demo.py --steps 3 --n-eval 8 --eval-k 1 <flags>` (model, critic, "
-             "Adam states, activations of 16 responses in micro-batches of 8).", "",
+             "Adam states, activations of 16 responses in micro-batches of 4 unless the flags say otherwise).", "",
              "| configuration | flags | peak RSS GB | 3 training steps, s |", "|---|---|---:|---:|"]
     lines += [f"| {r['name']} | `{' '.join(r['flags']) or '(defaults)'}` | {r['peak_mem_gb']:.2f} | {r['train_wall_s']:.0f} |"
               for r in rows]
