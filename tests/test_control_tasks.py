@@ -11,6 +11,8 @@ import control_tasks as ct
 import envs
 import sppo
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 T, F = torch.tensor([True]), torch.tensor([False])
 
 
@@ -222,3 +224,21 @@ def test_critic_warmup_leaves_the_actor_alone(algo):
         assert not all(torch.equal(a, b) for a, b in zip(critic_before, critic.parameters()))
     sppo.update(args, env, actor, critic, optimizer, seed=1, train_actor=True)
     assert not all(torch.equal(a, b) for a, b in zip(before, actor.parameters()))
+
+
+@pytest.mark.parametrize("task, compiled", [("mountaincar", True), ("hopper", False)])
+def test_the_benchmark_compiles_only_the_native_tasks(task, compiled, tmp_path, monkeypatch):
+    """benchmarks/rlvr.py --compile adds sppo.py's --compile where the env is a native torch one, and runs
+    gymnasium's own envs (which cannot be compiled) eagerly instead of failing."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
+    import rlvr
+    seen = []
+
+    def fake_run_sppo(name, flags, budget, run_dir):
+        seen.append(flags)
+        return "python sppo.py ...", [{"episodes": "8", "env_steps": "8000", "wall_time": "1.0", "success_rate": "0.5"}]
+    monkeypatch.setattr(rlvr, "run_sppo", fake_run_sppo)
+    monkeypatch.setattr(rlvr, "OUT", str(tmp_path))
+    for compile in (False, True):
+        rlvr.run_one(task, "sppo", seed=compile + 1, ratio="token", episodes=8, compile=compile)
+    assert "--compile" not in seen[0] and ("--compile" in seen[1]) == compiled
