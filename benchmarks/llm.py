@@ -38,6 +38,12 @@ RUNS = {  # name -> flags added to the default command
     "sppo-lr5e-5": ["--lr", "5e-5"],
     "sppo-token": ["--ratio", "token"],          # the ratio ablation: the paper's per-token ratio ...
     "sppo-joint": ["--ratio", "joint"],          # ... and the whole response's joint ratio
+    # With one minibatch the only update is on-policy: every ratio is exactly 1 and the three
+    # granularities give the same gradient. Two minibatches (the paper's 1.5B setting) let them differ.
+    "sppo-mb2": ["--minibatches", "2"],
+    "sppo-token-mb2": ["--ratio", "token", "--minibatches", "2"],
+    "sppo-joint-mb2": ["--ratio", "joint", "--minibatches", "2"],
+    "sppo-head-lr1e-4": ["--critic-head-lr", "1e-4"],   # a slower critic head: does V stop oscillating?
     "sppo-mixed": SECOND_TASK,                   # the defaults on a task they were not chosen on
     "grpo-mixed": ["--algo", "grpo", "--group-size", "8", *SECOND_TASK],
 }
