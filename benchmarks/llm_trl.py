@@ -5,10 +5,12 @@ reward function (llm_tasks.reward), same response limit and temperature as `pyth
 settings are those of the reference measurement in the issue: G = 8 completions per prompt, 16 per step,
 lr 2e-5, no KL (beta 0), one pass per batch, 30 steps. Before and after training the model is scored by
 llm_demo.evaluate on the same 200 held-out problems (Avg@2 at temperature 0.7, greedy). Writes
-results/llm/runs/trl-grpo.json, which benchmarks/llm.py puts in its table. Benchmark-only dependencies:
+results/llm/runs/trl-grpo.json (trl-grpo-s<N>.json for --seed N != 1), which benchmarks/llm.py puts in
+its table. Benchmark-only dependencies:
 
     pip install trl datasets
     python benchmarks/llm_trl.py                 # llm_demo.py's flags change the shared settings
+    python benchmarks/llm_trl.py --seed 2 --threads 1
 """
 import json
 import os
@@ -31,6 +33,9 @@ def main():
     prov = provenance()
     # the demo's defaults (task, temperature, response limit, evaluation protocol); its flags may change them
     a = llm_demo.parse_args(sys.argv[1:], llm_demo.LLMArgs, __doc__.split("\n")[0])
+    name = "trl-grpo" if a.seed == 1 else f"trl-grpo-s{a.seed}"   # benchmarks/llm.py's naming
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     device = torch.device("cpu")
     policy = llm_models.load(a.model, device, torch.float32)
@@ -65,7 +70,8 @@ def main():
     t0 = time.perf_counter()
     after = llm_demo.evaluate(a, policy, eval_prompts, eval_answers)
     after_s = time.perf_counter() - t0
-    res = {"name": "trl-grpo", "flags": ["TRL GRPOTrainer: G 8, 16 completions/step, lr 2e-5, beta 0"],
+    res = {"name": name, "flags": ["TRL GRPOTrainer: G 8, 16 completions/step, lr 2e-5, beta 0"]
+           + ([f"seed {a.seed}"] if a.seed != 1 else []) + ([f"threads {a.threads}"] if a.threads else []),
            "args": {**vars(a), "eval_every": 0}, "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
            "greedy_before": before["greedy"], "greedy_after": after["greedy"], "train_wall_s": train_s,
            "eval_before_s": before_s, "eval_after_s": after_s, "gen_tokens": tokens[0],
@@ -77,7 +83,7 @@ def main():
            "summary": f"TRL GRPO: Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%}, greedy "
                       f"{before['greedy']:.1%} -> {after['greedy']:.1%}, {train_s:.0f} s of training"}
     os.makedirs(os.path.join(RESULTS, "llm", "runs"), exist_ok=True)
-    with open(os.path.join(RESULTS, "llm", "runs", "trl-grpo.json"), "w") as f:
+    with open(os.path.join(RESULTS, "llm", "runs", name + ".json"), "w") as f:
         json.dump(res, f, indent=1)
     print(res["summary"])
 
