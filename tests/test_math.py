@@ -381,6 +381,29 @@ def test_policy_loss_gradient_unclipped(mode):
     assert loss.item() == pytest.approx(-(rho * A * mask).sum().item() / N, abs=1e-12)
 
 
+def test_policy_loss_on_policy_granularities_agree():
+    # the first (or only) on-policy minibatch: logp_old == logp, every ratio is exactly 1, nothing is
+    # clipped, and token, seq and joint give the same loss and the same gradient -A * mask / N. The
+    # granularity only matters once the policy has moved (a second minibatch or epoch). This is why
+    # llm_demo.py's default (one minibatch) trains identically with --ratio token and --ratio seq.
+    g = torch.Generator().manual_seed(7)
+    T, lengths = 5, [5, 3, 1, 4]
+    mask = prefix_mask(lengths, T)
+    logp0 = -torch.rand(T, len(lengths), dtype=D, generator=g) - 0.1
+    A = t([1.3, -0.6, 0.2, -2.0])
+    grads, losses = [], []
+    for mode in ("token", "seq", "joint"):
+        logp = logp0.clone().requires_grad_()
+        loss, stats = policy_loss(logp, logp.detach(), A, mask, mode)
+        loss.backward()
+        assert stats["clip_frac"].item() == 0 and stats["approx_kl"].item() == 0
+        grads.append(logp.grad)
+        losses.append(loss.item())
+    close(grads[0], -A * mask / sum(lengths))
+    for grad, loss in zip(grads[1:], losses[1:]):
+        assert torch.equal(grad, grads[0]) and loss == losses[0]
+
+
 def test_masked_mean_by_hand():
     close(masked_mean(t([[1.0, 2.0], [3.0, 1e9]]), t([[1.0, 1.0], [1.0, 0.0]])), 2.0)
     close(masked_mean(t([[5.0]]), t([[0.0]])), 0.0)     # no real step: 0, not NaN
