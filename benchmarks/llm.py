@@ -120,7 +120,7 @@ def render() -> None:
     with open(os.path.join(OUT, "compare.json"), "w") as f:
         json.dump({name: {k2: v for k2, v in r.items() if k2 not in ("eval_before", "eval_after")}
                    for name, r in runs.items()}, f, indent=1)
-    plot(runs, k)
+    plot(groups, k)
     print("\n".join(lines))
 
 
@@ -130,17 +130,26 @@ def mean_std(xs: list, points: bool = False) -> str:
     return f"{m:.1f}{unit}" if len(xs) == 1 else f"{m:.1f} ± {statistics.stdev(xs) * scale:.1f}{unit}"
 
 
-def plot(runs: dict, k: int) -> None:
+FIGURE = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")   # the algorithms at their defaults on the built-in task
+
+
+def plot(groups: dict, k: int) -> None:
+    """One colour per algorithm: each seed a thin line, the mean over seeds (per evaluation) a thick one."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for name, r in runs.items():
-        curve = r["eval_curve"]
+    for color, base in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], [b for b in FIGURE if b in groups]):
+        curves = [r["eval_curve"] for r in groups[base]]
         for ax, key in zip(axes, ("wall_time", "gen_tokens")):
-            ax.plot([p[key] for p in curve], [p["avg_at_k"] for p in curve], marker="o", label=name)
+            for c in curves:
+                ax.plot([p[key] for p in c], [p["avg_at_k"] for p in c], color=color, lw=0.8, alpha=0.35)
+            n = min(len(c) for c in curves)   # evaluations every seed has (the same steps)
+            ax.plot([statistics.mean(c[i][key] for c in curves) for i in range(n)],
+                    [statistics.mean(c[i]["avg_at_k"] for c in curves) for i in range(n)], color=color, lw=2.2,
+                    marker="o", label=f"{base} (mean of {len(curves)} seeds)" if len(curves) > 1 else f"{base} (1 seed)")
     axes[0].set_xlabel("training wall-clock (s), 2 CPU cores"), axes[1].set_xlabel("generated training tokens")
-    axes[0].set_ylabel(f"held-out Avg@{k}"), axes[0].legend()
+    axes[0].set_ylabel(f"held-out Avg@{k}"), axes[0].legend(fontsize=8)
     fig.suptitle("SmolLM2-135M-Instruct on generated word problems: one protocol for every algorithm")
     fig.tight_layout()
     fig.savefig(os.path.join(OUT, "compare.png"), dpi=100)
