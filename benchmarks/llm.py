@@ -44,6 +44,7 @@ RUNS = {  # name -> flags added to the default command
     "sppo-token-mb2": ["--ratio", "token", "--minibatches", "2"],
     "sppo-joint-mb2": ["--ratio", "joint", "--minibatches", "2"],
     "sppo-head-lr1e-4": ["--critic-head-lr", "1e-4"],   # a slower critic head: does V stop oscillating?
+    "sppo-tok32": ["--max-new-tokens", "32"],   # room to finish: seed 1's responses sat at the 24-token cap
     "sppo-mixed": SECOND_TASK,                   # the defaults on a task they were not chosen on
     "grpo-mixed": ["--algo", "grpo", "--group-size", "8", *SECOND_TASK],
 }
