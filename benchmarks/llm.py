@@ -13,6 +13,7 @@ over several sittings. Then results/llm/compare.{json,md,png} are rebuilt from a
     python benchmarks/llm_second_task.py && python benchmarks/llm.py --runs sppo-mixed grpo-mixed   # a second task
     python benchmarks/llm.py --render                # only rebuild the table and the figure
     python benchmarks/llm.py --memory                # peak memory of 3 training steps per critic and algorithm
+    python benchmarks/llm.py --adam                  # one Adam step on the default model: PyTorch's three kernels
 """
 import argparse
 import json
@@ -188,6 +189,51 @@ def memory() -> None:
     print("\n".join(lines))
 
 
+def adam(threads: int = 2, repeats: int = 5) -> None:
+    """Seconds per Adam step over what llm_demo.py's optimizer holds by default (the policy, the small
+    critic's layers and head), with PyTorch's three implementations: the per-tensor loop (its CPU default),
+    foreach (batched per op) and fused (one pass per weight, llm_demo.py's choice). Gradients are random:
+    the cost of a step does not depend on their values."""
+    sys.path.insert(0, REPO)
+    import torch
+    import llm_models
+    from llm_demo import LLMArgs
+    torch.set_num_threads(threads)
+    a = LLMArgs()
+    policy = llm_models.load(a.model, torch.device("cpu"), torch.float32)
+    critic = llm_models.critic_body(policy.model, a.critic, a.critic_layers)
+    params = [*policy.model.parameters(), *(w for w in critic.parameters() if w.requires_grad)]
+    for w in params:
+        w.grad = torch.randn_like(w)
+    rows = []
+    for kind in ("per-tensor loop", "foreach", "fused"):
+        kw = {"per-tensor loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[kind]
+        opt = torch.optim.Adam([w.detach().clone().requires_grad_() for w in params], lr=1e-5, **kw)
+        for w, src in zip(opt.param_groups[0]["params"], params):
+            w.grad = src.grad
+        opt.step()   # the first step allocates the moments
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+        rows.append({"kind": kind, "median_s": statistics.median(times), "min_s": min(times)})
+        del opt
+        print(rows[-1], flush=True)
+    prov = provenance()
+    n = sum(w.numel() for w in params)
+    lines = ["# One Adam step over the LLM demo's trainable weights (CPU, float32)", "",
+             f"{n / 1e6:.0f}M weights (SmolLM2-135M and the small critic's trainable layers and head), "
+             f"{threads} threads, median (min) of {repeats} steps after the first.", "",
+             "| implementation | s per step |", "|---|---:|"]
+    lines += [f"| {r['kind']} | {r['median_s']:.3f} ({r['min_s']:.3f}) |" for r in rows]
+    lines += ["", f"Machine: {prov['machine']}; torch {prov['torch']}; commit {prov['commit']}.",
+              f"Command: `python benchmarks/llm.py --adam`"]
+    with open(os.path.join(OUT, "adam.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", nargs="+", default=["sppo", "grpo", "rloo", "ppo"], choices=list(RUNS))
@@ -196,10 +242,13 @@ def main():
     p.add_argument("--eval-every", type=int, default=15, help="held-out scoring every N steps (besides before/after)")
     p.add_argument("--render", action="store_true", help="only rebuild compare.{md,json,png}")
     p.add_argument("--memory", action="store_true", help="only measure peak memory (results/llm/memory.md)")
+    p.add_argument("--adam", action="store_true", help="only time one Adam step per implementation (results/llm/adam.md)")
     args = p.parse_args()
     os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
     if args.memory:
         return memory()
+    if args.adam:
+        return adam()
     for base, seed in [] if args.render else [(n, s) for s in args.seeds for n in args.runs]:
         name = run_name(base, seed)
         path = os.path.join(OUT, "runs", name + ".json")

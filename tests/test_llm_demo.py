@@ -175,6 +175,7 @@ def test_the_critics_token_embeddings_are_frozen_and_hold_no_adam_state(tiny, tm
     n_embed = sum(1 for k in ckpt["critic"] if "embed" in k)
     n_trained = sum(1 for k in ckpt["critic"] if k.startswith("body.") and "embed" not in k)
     assert n_embed == 1 and len(body_group["params"]) == n_trained
+    assert all(g["fused"] for g in ckpt["optimizer"]["param_groups"])   # one pass per weight, not a loop of ops
     embed = next(v for k, v in ckpt["critic"].items() if "embed" in k)
     torch.testing.assert_close(embed, policy.model.get_input_embeddings().weight)   # unchanged by training
 
