@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance  # noqa: E402
+from common import REPO, RESULTS, provenance, write_results  # noqa: E402
 
 OUT = os.path.join(RESULTS, "llm")
 SECOND_TASK = ["--data-file", "results/llm/data/mixed_train.jsonl", "--eval-file", "results/llm/data/mixed_test.jsonl"]
@@ -206,8 +206,7 @@ def adam(threads: int = 2, repeats: int = 5) -> None:
     for w in params:
         w.grad = torch.randn_like(w)
     rows = []
-    for kind in ("per-tensor loop", "foreach", "fused"):
-        kw = {"per-tensor loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}[kind]
+    for kind, kw in (("per-tensor loop", {"foreach": False}), ("foreach", {"foreach": True}), ("fused", {"fused": True})):
         opt = torch.optim.Adam([w.detach().clone().requires_grad_() for w in params], lr=1e-5, **kw)
         for w, src in zip(opt.param_groups[0]["params"], params):
             w.grad = src.grad
@@ -220,18 +219,13 @@ def adam(threads: int = 2, repeats: int = 5) -> None:
         rows.append({"kind": kind, "median_s": statistics.median(times), "min_s": min(times)})
         del opt
         print(rows[-1], flush=True)
-    prov = provenance()
     n = sum(w.numel() for w in params)
     lines = ["# One Adam step over the LLM demo's trainable weights (CPU, float32)", "",
              f"{n / 1e6:.0f}M weights (SmolLM2-135M and the small critic's trainable layers and head), "
              f"{threads} threads, median (min) of {repeats} steps after the first.", "",
              "| implementation | s per step |", "|---|---:|"]
     lines += [f"| {r['kind']} | {r['median_s']:.3f} ({r['min_s']:.3f}) |" for r in rows]
-    lines += ["", f"Machine: {prov['machine']}; torch {prov['torch']}; commit {prov['commit']}.",
-              f"Command: `python benchmarks/llm.py --adam`"]
-    with open(os.path.join(OUT, "adam.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("llm/adam", {"provenance": provenance(), "weights": n, "threads": threads, "rows": rows}, "\n".join(lines))
 
 
 def main():
