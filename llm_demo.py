@@ -381,7 +381,7 @@ def train(a: LLMArgs) -> int:
         groups += [{"params": [w for w in critic.body.parameters() if w.requires_grad], "lr": a.critic_lr},
                    {"params": critic.head.parameters(), "lr": a.critic_head_lr}]
     # fused: one vectorised pass over each weight; PyTorch's default Adam on a CPU runs seven elementwise
-    # operations one after another, 4x slower on the default model (benchmarks/llm.py --adam: 0.41 s vs 0.10 s)
+    # operations one after another, 4-8x slower on the default model (benchmarks/llm.py --adam: 0.4-0.8 s vs 0.1 s)
     optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
     progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
     if ckpt is not None:

@@ -1,4 +1,4 @@
-"""Does PyTorch's fused Adam speed up the control benchmark's updates? (It does for the LLM demo: 4x per step.)
+"""Does PyTorch's fused Adam speed up the control benchmark's updates? (It does for the LLM demo: 4-8x per step.)
 
 For each native task and for sppo and ppo, one rollout of the SFT policy at the paper's batch size is
 kept fixed, and the learning part of sppo.py's update (advantages, then 8 epochs x 4 minibatches of
