@@ -1,8 +1,8 @@
 """What --device cuda buys: native environments, one update, training to solve -- GPU beside CPU.
 
-Each part measures on the machine it runs on and writes results/gpu/<part>.json; every run of this
-script then rebuilds results/gpu.md from all the parts present (so they can be measured in separate
-sittings, and the LLM part lands when its code does). Every figure keeps its device, commit and command.
+Each part measures on the machine it runs on and writes results/gpu/<part>-<devices>.json (so the CPU
+half and the CUDA half can run side by side, on separate cores); every run of this script then rebuilds
+results/gpu.md from all the files present. Every figure keeps its device, commit and command.
 
     envs     native env steps/s at B = 64 ... 1M copies, torch on CUDA beside torch on the CPU (1 thread)
     update   wall-clock of ONE sppo.update() (rollout + 8 epochs x 4 minibatches) at B = 64 and 16,384,
@@ -14,6 +14,7 @@ sittings, and the LLM part lands when its code does). Every figure keeps its dev
 Usage (on a machine with a GPU):
     python benchmarks/gpu.py --part envs update
     python benchmarks/gpu.py --part train --seeds 1 2 3
+    python benchmarks/gpu.py --part envs update train --devices cpu   # the CPU half alone
     python benchmarks/gpu.py --render                 # only rebuild results/gpu.md
 """
 import argparse
@@ -105,7 +106,7 @@ def part_train(args) -> dict:
     for B in args.long_sizes:
         for device in args.devices:
             flags = [*LONG, "--num-episodes", str(B), "--minibatches", str(min(B, 4)), "--device", device]
-            budget = 20 * 1000 * B if B <= 8 else 2 * 1000 * B   # 20 updates, or 2 wide ones
+            budget = (args.long_updates if B <= 8 else 2) * 1000 * B   # a few updates, or 2 wide ones
             r = run_sppo(1, flags, budget=budget)
             long_runs.append({"flags": flags, "device": device, "num_episodes": B, **r})
             print(long_runs[-1], flush=True)
@@ -113,21 +114,25 @@ def part_train(args) -> dict:
 
 
 def render() -> None:
-    parts = {}
-    for name in ("envs", "update", "train", "llm"):
-        path = os.path.join(PARTS, name + ".json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                parts[name] = json.load(f)
+    parts = {}   # part -> its files merged: the lists concatenated, every file's provenance kept
+    for file in sorted(os.listdir(PARTS)) if os.path.isdir(PARTS) else []:
+        name = file.split("-")[0].split(".")[0]
+        if name in ("envs", "update", "train", "llm") and file.endswith(".json"):
+            with open(os.path.join(PARTS, file)) as f:
+                data = json.load(f)
+            merged = parts.setdefault(name, {"provenances": []})
+            merged["provenances"].append(data.pop("provenance"))
+            for k, v in data.items():
+                merged[k] = merged.get(k, []) + v if isinstance(v, list) else v
     out = ["# The GPU path, measured", "",
            "Every section names the device it ran on, the commit and the command; the CPU figures beside the "
            "GPU ones are from the same machine's CPU (torch on 1 thread, as `sppo.py`'s default), unless a "
            "section says otherwise.", ""]
 
     def source(p):
-        prov = p["provenance"]
-        return (f"Device: {prov['gpu']}; CPU: {prov['machine']}; torch {prov['torch']}; commit {prov['commit']}. "
-                f"Command: `{prov['command']}`")
+        return "\n".join(f"- Device: {prov['gpu']}; CPU: {prov['machine']}; torch {prov['torch']}; commit "
+                         f"{prov['commit']}. Command: `{prov['command']}`" + (f". {prov['note']}" if prov.get("note") else "")
+                         for prov in p["provenances"])
 
     if "envs" in parts:
         rows = parts["envs"]["rows"]
@@ -188,8 +193,10 @@ def main():
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--budget", type=int, default=5_000_000, help="env-step budget per CartPole run")
     p.add_argument("--devices", nargs="+", default=["cuda", "cpu"], choices=["cuda", "cpu"])
-    p.add_argument("--update-sizes", nargs="+", type=int, default=[64, 16384], help="B for the update part")
+    p.add_argument("--update-sizes", nargs="+", type=int, default=[64, 1024, 16384], help="B for the update part")
     p.add_argument("--long-sizes", nargs="+", type=int, default=[8, 2048], help="B for the long-horizon runs")
+    p.add_argument("--long-updates", type=int, default=20, help="updates of the long-horizon run at B <= 8")
+    p.add_argument("--note", default="", help="written beside the figures (e.g. what else ran on the machine)")
     p.add_argument("--render", action="store_true", help="only rebuild results/gpu.md from results/gpu/*.json")
     args = p.parse_args()
     if "cuda" in args.devices and args.part and not torch.cuda.is_available():
@@ -197,8 +204,8 @@ def main():
     os.makedirs(PARTS, exist_ok=True)
     for part in args.part:
         data = {"envs": part_envs, "update": part_update, "train": part_train}[part](args)
-        data["provenance"] = provenance()
-        with open(os.path.join(PARTS, part + ".json"), "w") as f:
+        data["provenance"] = {**provenance(), "note": args.note}
+        with open(os.path.join(PARTS, f"{part}-{'-'.join(args.devices)}.json"), "w") as f:
             json.dump(data, f, indent=2)
     render()
 

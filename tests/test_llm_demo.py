@@ -295,6 +295,22 @@ def test_same_seed_same_run_and_resume_continues_it(tmp_path, monkeypatch, tiny)
     assert without_timing(rows(tmp_path / "runs" / "d" / "progress.csv")) != without_timing(a)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("algo, extra", [("sppo", []), ("ppo", ["--critic", "same", "--grad-checkpointing"]),
+                                         ("grpo", [])])
+def test_on_cuda_bf16_runs_and_resume_continues_the_run(tmp_path, monkeypatch, tiny, algo, extra):
+    """CUDA's default precision is bf16 under autocast; a run is finite there, and --resume (which restores
+    the CUDA sampling RNG as well as the CPU one) continues it exactly as if it had never stopped."""
+    common = ["--model", tiny, *TINY_FLAGS, "--device", "cuda", "--algo", algo, *extra, "--save-every", 1]
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--run-name", "a") == 0
+    assert run(tmp_path, monkeypatch, *common, "--steps", 1, "--run-name", "c") == 0
+    assert run(tmp_path, monkeypatch, "--resume", "runs/c/model.pt", "--steps", 3) == 0
+    a, c = (rows(tmp_path / "runs" / n / "progress.csv") for n in "ac")
+    assert len(a) == 3 and without_timing(c) == without_timing(a)
+    assert all(float(r["peak_mem_gb"]) > 0 and float(r["policy_loss"]) == float(r["policy_loss"]) for r in a)
+    assert torch.load(tmp_path / "runs" / "c" / "model.pt", weights_only=False)["cuda_rng"] is not None
+
+
 def test_scoring_during_training_changes_neither_the_run_nor_its_clock(tmp_path, monkeypatch, tiny):
     common = ["--model", tiny, *TINY_FLAGS, "--steps", 3]
     assert run(tmp_path, monkeypatch, *common, "--run-name", "plain") == 0
