@@ -338,7 +338,10 @@ def train(a: LLMArgs) -> int:
     ckpt = read_checkpoint(a.resume, ("args", "policy", "optimizer", "progress", "rng")) if a.resume else None
     if ckpt is not None:   # the saved settings; only the budget and the device may change
         try:
-            a = dataclasses.replace(LLMArgs(**ckpt["args"]), steps=a.steps, device=a.device, resume=a.resume)
+            saved = LLMArgs(**ckpt["args"])   # --device left at auto keeps the run where it was (a CPU run on a
+            # GPU machine must not move to CUDA and bf16 on --resume); an explicit --device moves it
+            a = dataclasses.replace(saved, steps=a.steps, device=saved.device if a.device == "auto" else a.device,
+                                    resume=a.resume)
         except TypeError:
             raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
     device = pick_device(start_processes(a.device))   # several processes under torchrun: one per device

@@ -17,8 +17,8 @@ def provenance() -> dict:
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
     commit = git("rev-parse", "--short", "HEAD")
-    if not commit:   # a copy of the tree without .git (e.g. sent to a GPU machine): the sender names it
-        commit = os.environ.get("SPPO_COMMIT", "unknown")
+    if os.environ.get("SPPO_COMMIT") or not commit:   # a copy of the tree sent to a GPU machine: its .git (if
+        commit = os.environ.get("SPPO_COMMIT", "unknown")   # any) may be stale, so the sender names the commit
     elif git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # results/ is output
         commit += "-dirty"
     cpu = platform.processor() or platform.machine()

@@ -38,7 +38,7 @@ QWEN_05B = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num
                 rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu")
 SETTINGS = {  # the demo's own batch, and a wide one a GPU is for
     "demo": [],                                                                  # 16 responses x 24 tokens
-    "wide": ["--batch-size", "128", "--max-new-tokens", "256", "--micro-batch", "16"],
+    "wide": ["--batch-size", "128", "--max-new-tokens", "128", "--micro-batch", "16"],
 }
 RUNS = {
     "sppo": [],
@@ -123,6 +123,7 @@ def main():
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     p.add_argument("--steps", type=int, default=4, help="steps per run (the first is a warm-up)")
+    p.add_argument("--name", default="llm-cuda", help="results/gpu/<name>.json (several sittings: several names)")
     p.add_argument("--device", default="cuda", help="cuda (cpu only to try this script on a tiny budget)")
     args = p.parse_args()
     if not os.path.isfile(os.path.join(args.tokenizer, "tokenizer.json")):
@@ -143,7 +144,7 @@ def main():
                          **time_run(model, flags, args.steps, tmp)}
                     rows.append(r)
                     print(r, flush=True)
-                    with open(os.path.join(out_dir, "llm-cuda.json"), "w") as f:   # after every run: a cut-off
+                    with open(os.path.join(out_dir, args.name + ".json"), "w") as f:   # after every run: a cut-off
                         json.dump({"rows": rows, "markdown": markdown(rows), "provenance": provenance()}, f, indent=2)
     print("\n".join(markdown(rows)))
 
