@@ -89,7 +89,8 @@ class LLMArgs:
     log_every: int = opt(5, "print a few (prompt, response, R, V, A) rows every N steps (0: never)")
     save_every: int = opt(10, "checkpoint every N steps (also at the end and on Ctrl-C)")
     run_name: str = opt("", "folder under runs/ (default: llm__<algo>__<seed>__<time>)")
-    resume: str = opt("", "checkpoint to continue from (its saved settings are used; --steps and --device may change)")
+    resume: str = opt("", "checkpoint to continue from (its saved settings are used; --steps may change, and "
+                             "--device if given: left at auto the run stays on its saved device)")
 
 
 def check_args(a: LLMArgs) -> None:

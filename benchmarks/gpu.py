@@ -127,11 +127,15 @@ def render() -> None:
     out = ["# The GPU path, measured", "",
            "Every section names the device it ran on, the commit and the command; the CPU figures beside the "
            "GPU ones are from the same machine's CPU (torch on 1 thread, as `sppo.py`'s default), unless a "
-           "section says otherwise.", ""]
+           "section says otherwise.", "",
+           "The figures below come from one sitting of `TOKENIZER=<default model folder> bash benchmarks/gpu_all.sh` "
+           "(the CUDA timings, their CPU halves and the test suite in three lanes on separate cores); its logs are in "
+           "`results/gpu/logs/`.", ""]
 
     def source(p):
         return "\n".join(f"- Device: {prov['gpu']}; CPU: {prov['machine']}; torch {prov['torch']}; commit "
-                         f"{prov['commit']}. Command: `{prov['command']}`" + (f". {prov['note']}" if prov.get("note") else "")
+                         f"{prov['commit']}. Command: `{prov['command'].split(' --note ')[0]}`"
+                         + (f". {prov['note']}" if prov.get("note") else "")
                          for prov in p["provenances"])
 
     if "envs" in parts:

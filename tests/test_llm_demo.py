@@ -295,6 +295,18 @@ def test_same_seed_same_run_and_resume_continues_it(tmp_path, monkeypatch, tiny)
     assert without_timing(rows(tmp_path / "runs" / "d" / "progress.csv")) != without_timing(a)
 
 
+def test_resume_keeps_the_saved_device_unless_told(tmp_path, monkeypatch, tiny):
+    """--resume without --device (i.e. auto) must not move a CPU run: on a GPU machine auto means CUDA and bf16,
+    and the resumed run would silently change device and precision (found when the suite first ran there)."""
+    asked = []
+    real = llm_demo.pick_device
+    monkeypatch.setattr(llm_demo, "pick_device", lambda name: asked.append(name) or real(name))
+    assert run(tmp_path, monkeypatch, "--model", tiny, *TINY_FLAGS, "--steps", 1, "--run-name", "c") == 0
+    assert run(tmp_path, monkeypatch, "--resume", "runs/c/model.pt", "--steps", 2) == 0
+    assert run(tmp_path, monkeypatch, "--resume", "runs/c/model.pt", "--steps", 3, "--device", "auto") == 0
+    assert asked == ["cpu", "cpu", "cpu"]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("algo, extra", [("sppo", []), ("ppo", ["--critic", "same", "--grad-checkpointing"]),
                                          ("grpo", [])])
