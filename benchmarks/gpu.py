@@ -9,7 +9,7 @@ results/gpu.md from all the files present. Every figure keeps its device, commit
              CartPole-v1 (episodes end early) and Pendulum-v1 (every episode is 200 steps)
     train    `python sppo.py` until CartPole-v1 is solved, cpu against cuda, at the defaults and wide;
              and training steps/s on MountainCar-v0 with a 1000-step horizon and a 0/1 outcome
-    llm      see benchmarks/llm_gpu.py (written by it, rendered here)
+    llm      benchmarks/llm_gpu.py writes results/gpu/llm-*.json; rendered here
 
 Usage (on a machine with a GPU):
     python benchmarks/gpu.py --part envs update

@@ -146,7 +146,7 @@ def main():
                     rows.append(r)
                     print(r, flush=True)
                     with open(os.path.join(out_dir, args.name + ".json"), "w") as f:   # after every run: a cut-off
-                        json.dump({"rows": rows, "markdown": markdown(rows), "provenance": provenance()}, f, indent=2)
+                        json.dump({"rows": rows, "provenance": provenance()}, f, indent=2)
     print("\n".join(markdown(rows)))
 
 
