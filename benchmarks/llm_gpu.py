@@ -80,9 +80,13 @@ def time_run(model: str, flags: list[str], steps: int, workdir: str) -> dict:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
     with open(os.path.join(workdir, "runs", "bench", "progress.csv")) as f:
-        rows = list(csv.DictReader(f))
+        return speeds(list(csv.DictReader(f)))
+
+
+def speeds(rows: list[dict]) -> dict:
+    """Medians over progress.csv's rows after the first (the warm-up): see the module's docstring."""
     sample, train, length, step = [], [], [], []
-    for prev, row in zip(rows, rows[1:]):   # rows[0] is the warm-up step
+    for prev, row in zip(rows, rows[1:]):
         tokens = float(row["gen_tokens"]) - float(prev["gen_tokens"])
         gen_s = tokens / float(row["gen_tokens_per_s"])
         step_s = float(row["wall_time"]) - float(prev["wall_time"])
