@@ -142,7 +142,7 @@ def render():
     lines = ["# The control benchmark: RL from the SFT checkpoint with a 0/1 outcome\n",
              "Final success = mean success rate over the last 10% of each run's episodes; mean ± std over seeds. "
              f"Episodes to {SUCCESS_AT:.0%} = first point where the success rate of the last ≥ 64 episodes "
-             "reaches it (median over the seeds that got there; n/N = how many did).\n"]
+             "reaches it (median over the seeds that got there, the later middle one of an even number; n/N = how many did).\n"]
     lines += ["## SFT starting points\n", "| task | SFT success (measured) | episodes | command |", "|---|---|---|---|"]
     for task in control_tasks.TASKS:
         path = os.path.join(REPO, "checkpoints", f"{task}-sft.pt")
