@@ -16,11 +16,12 @@ def provenance() -> dict:
     """Machine, commit and exact command line, written beside every figure."""
     def git(*cmd):
         return subprocess.run(["git", *cmd], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD")
-    if os.environ.get("SPPO_COMMIT") or not commit:   # a copy of the tree sent to a GPU machine: its .git (if
-        commit = os.environ.get("SPPO_COMMIT", "unknown")   # any) may be stale, so the sender names the commit
-    elif git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):  # results/ is output
-        commit += "-dirty"
+    # a copy of the tree sent to a GPU machine: its .git (if any) may be stale, so the sender names the commit
+    commit = os.environ.get("SPPO_COMMIT")
+    if not commit:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):
+            commit += "-dirty"                                                      # results/ is output
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

@@ -71,8 +71,8 @@ def build_model(shape: str, tokenizer: str, folder: str) -> str:
     return folder
 
 
-def time_run(model: str, flags: list[str], steps: int, workdir: str) -> dict:
-    cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--model", model, "--device", "cuda",
+def time_run(model: str, flags: list[str], steps: int, workdir: str, device: str = "cuda") -> dict:
+    cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--model", model, "--device", device,
            "--steps", str(steps), "--n-eval", "8", "--eval-k", "1", "--log-every", "0", "--save-every", "1000",
            "--run-name", "bench", *flags]
     shutil.rmtree(os.path.join(workdir, "runs"), ignore_errors=True)
@@ -142,11 +142,8 @@ def main():
             model = build_model(shape, args.tokenizer, os.path.join(tmp, shape))
             for setting in args.settings:
                 for run in args.runs if setting == "demo" else [r for r in WIDE_RUNS if r in args.runs]:
-                    flags = [*RUNS[run], *SETTINGS[setting]]
-                    if args.device != "cuda":
-                        flags += ["--device", args.device]
                     r = {"shape": shape, "setting": setting, "run": run,
-                         **time_run(model, flags, args.steps, tmp)}
+                         **time_run(model, [*RUNS[run], *SETTINGS[setting]], args.steps, tmp, args.device)}
                     rows.append(r)
                     print(r, flush=True)
                     with open(os.path.join(out_dir, args.name + ".json"), "w") as f:   # after every run: a cut-off
