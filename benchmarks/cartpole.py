@@ -14,33 +14,28 @@ Usage:
     python benchmarks/cartpole.py --seeds 1 2 -- --algo ppo   # flags after -- go to sppo.py
 """
 import argparse
-import csv
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, median_range, provenance, write_results  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.runner import Run, launch, median_range, provenance, write_results  # noqa: E402
 
 THRESHOLD, WINDOW = 475.0, 20
 
 
+def first_solved(rows: list[dict]) -> dict | None:
+    """progress.csv's first row at which the last-20 mean return reaches the threshold."""
+    return next((r for r in rows if float(r["last20_return"]) >= THRESHOLD), None)
+
+
 def run_sppo(seed: int, extra: list[str], budget: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, os.path.join(REPO, "sppo.py"), "--env", "CartPole-v1", "--seed", str(seed),
-               "--run-name", "bench", "--total-steps", str(budget), *extra]
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        process_s = time.perf_counter() - t0
-        if out.returncode != 0:
-            raise SystemExit(f"sppo.py failed (seed {seed}): {out.stderr.strip().splitlines()[-1:]}")
-        with open(os.path.join(tmp, "runs", "bench", "progress.csv")) as f:
-            rows = list(csv.DictReader(f))
-    hit = next((r for r in rows if float(r["last20_return"]) >= THRESHOLD), None)
-    return {"seed": seed, "solved": hit is not None, "process_s": process_s,
+    """`python sppo.py --env CartPole-v1 ...` in a fresh process and folder."""
+    out = launch(Run(f"seed {seed}", ["--env", "CartPole-v1", "--seed", str(seed), "--total-steps", str(budget), *extra]))
+    rows, hit = out.rows, first_solved(out.rows)
+    return {"seed": seed, "solved": hit is not None, "process_s": out.process_s,
             "wall_s": float(hit["wall_time"]) if hit else None, "env_steps": int(hit["env_steps"]) if hit else None,
             "steps_per_s": float(rows[-1]["steps_per_s"])}
 

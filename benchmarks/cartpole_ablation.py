@@ -11,18 +11,12 @@ Usage:
     python benchmarks/cartpole_ablation.py --seeds 6 7 --budget 100000
 """
 import argparse
-import contextlib
-import csv
-import io
 import os
 import sys
-import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, median_range, provenance, write_results  # noqa: E402
-
-sys.path.insert(0, REPO)
-import sppo  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.cartpole import first_solved  # noqa: E402
+from benchmarks.runner import Run, launch, median_range, provenance, write_results  # noqa: E402
 
 # (label, flags) -- flags are changes from the defaults of `python sppo.py --env CartPole-v1`
 GRID = [
@@ -46,16 +40,10 @@ GRID = [
 ]
 
 
-def run(flags: list[str], seed: int, budget: int, workdir: str) -> dict:
-    name = f"run{abs(hash((tuple(flags), seed)))}"
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = sppo.main(["--env", "CartPole-v1", "--seed", str(seed), "--run-name", name,
-                          "--total-steps", str(budget), *flags])
-    if code != 0:
-        raise SystemExit(f"sppo.py {' '.join(flags)} --seed {seed} exited with {code}")
-    with open(os.path.join(workdir, "runs", name, "progress.csv")) as f:
-        rows = list(csv.DictReader(f))
-    hit = next((r for r in rows if float(r["last20_return"]) >= 475), None)
+def run(flags: list[str], seed: int, budget: int) -> dict:
+    out = launch(Run(f"{' '.join(flags)} --seed {seed}", ["--env", "CartPole-v1", "--seed", str(seed),
+                                                            "--total-steps", str(budget), *flags], in_process=True))
+    hit = first_solved(out.rows)
     return {"seed": seed, "solved": hit is not None, "env_steps": int(hit["env_steps"]) if hit else None,
             "wall_s": float(hit["wall_time"]) if hit else None}
 
@@ -68,11 +56,9 @@ def main():
     args = parser.parse_args()
     grid = [g for g in GRID if not args.only or any(o in g[0] for o in args.only)]
     out, prov = {}, provenance()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)
-        for label, flags in grid:
-            out[label] = [run(flags, s, args.budget, tmp) for s in args.seeds]
-            print(label, [r["env_steps"] for r in out[label]], flush=True)
+    for label, flags in grid:
+        out[label] = [run(flags, s, args.budget) for s in args.seeds]
+        print(label, [r["env_steps"] for r in out[label]], flush=True)
     lines = [f"CartPole-v1, one change at a time from the defaults; seeds {args.seeds[0]}–{args.seeds[-1]}, "
              f"budget {args.budget // 1000}k env steps; median (min–max) over the solved seeds.", "",
              "| configuration | flags | solved | env steps to last-20 mean ≥ 475 | training wall-clock s |",

@@ -15,13 +15,13 @@ Usage:
     python benchmarks/dense.py --envs Pendulum-v1 --seeds 1
 """
 import argparse
-import json
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance, run_sppo, write_results  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.runner import (REPO, RESULTS, Run, band, figure, launch, load_json, mean_std, provenance,  # noqa: E402
+                               run_all, write_results)
 
 OUT = os.path.join(RESULTS, "dense")
 WINDOW = 20
@@ -54,13 +54,29 @@ CONFIGS = {
 }
 
 
-def run_ours(env_id, label, flags, seed, steps):
-    name = f"{env_id}__ours-{label}__{seed}"
-    command, rows = run_sppo(name, ["--env", env_id, "--algo", "ppo", "--ratio", "token", "--seed", str(seed),
-                                    "--no-stop-when-solved", "--run-name", os.path.join("dense", name), *flags],
-                             ["--total-steps", str(steps)], os.path.join(REPO, "runs", "dense", name))
-    curve = [(int(r["env_steps"]), float(r["last20_return"])) for r in rows]
-    return name, curve, float(rows[-1]["wall_time"]), command
+def declare(env_id: str, label: str, seed: int) -> Run:
+    """label: sb3-zoo, or ours-<a key of CONFIGS[env_id]["ours"]>."""
+    name = f"{env_id}__{label}__{seed}"
+    flags = CONFIGS[env_id]["ours"].get(label[len("ours-"):], [])
+    return Run(name, ["--env", env_id, "--algo", "ppo", "--ratio", "token", "--seed", str(seed), "--no-stop-when-solved",
+                      "--run-name", os.path.join("dense", name), *flags],
+               budget=["--total-steps", str(CONFIGS[env_id]["steps"])], run_dir=os.path.join(REPO, "runs", "dense", name),
+               result=os.path.join(OUT, "runs", name + ".json"), info={"env": env_id, "label": label, "seed": seed})
+
+
+def measure(run: Run) -> dict:
+    if run.info["label"] == "sb3-zoo":
+        curve, wall, command = run_sb3(run.info["env"], run.info["seed"], CONFIGS[run.info["env"]]["steps"])
+    else:
+        out = launch(run)
+        rows = out.rows
+        curve = [(int(r["env_steps"]), float(r["last20_return"])) for r in rows]
+        wall, command = float(rows[-1]["wall_time"]), out.command
+    result = {**run.info, "curve": curve, "wall_time": wall, "command": command,
+              "final_last20": curve[-1][1] if curve else None}
+    print(f"{run.name}: last-20 mean return {result['final_last20']:.1f} after {CONFIGS[run.info['env']]['steps']} "
+          f"steps, {wall:.0f} s", flush=True)
+    return result
 
 
 def run_sb3(env_id, seed, steps):
@@ -89,34 +105,11 @@ def run_sb3(env_id, seed, steps):
     cb = Curve()
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps, callback=cb)
-    return f"{env_id}__sb3-zoo__{seed}", cb.curve, time.perf_counter() - t0, "stable_baselines3.PPO, rl-zoo settings"
-
-
-def one(env_id, label, seed):
-    steps = CONFIGS[env_id]["steps"]
-    path = os.path.join(OUT, "runs", f"{env_id}__{label}__{seed}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    if label == "sb3-zoo":
-        name, curve, wall, command = run_sb3(env_id, seed, steps)
-    else:
-        name, curve, wall, command = run_ours(env_id, label[len("ours-"):], CONFIGS[env_id]["ours"][label[len("ours-"):]],
-                                              seed, steps)
-    result = {"env": env_id, "label": label, "seed": seed, "curve": curve, "wall_time": wall, "command": command,
-              "final_last20": curve[-1][1] if curve else None}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f)
-    print(f"{name}: last-20 mean return {result['final_last20']:.1f} after {steps} steps, {wall:.0f} s", flush=True)
-    return result
+    return cb.curve, time.perf_counter() - t0, "stable_baselines3.PPO, rl-zoo settings"
 
 
 def render(results):
     import gymnasium as gym
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     lines = ["# Token-level PPO on dense rewards, beside Stable-Baselines3 with rl-zoo's settings\n",
              "Last-20-episode mean return at the end of the budget, mean ± std over seeds; env steps until it first "
@@ -127,29 +120,23 @@ def render(results):
         rs = [r for r in results if r["env"] == env_id]
         if not rs:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
         grid = np.linspace(0, CONFIGS[env_id]["steps"], 101)
         threshold = gym.spec(env_id).reward_threshold
-        for label in sorted({r["label"] for r in rs}):
-            group = [r for r in rs if r["label"] == label]
-            ys = np.stack([np.interp(grid, [c[0] for c in r["curve"]], [c[1] for c in r["curve"]], left=np.nan)
-                           for r in group])
-            ax.plot(grid, np.nanmean(ys, 0), label=f"{label} ({len(group)} seeds)")
-            ax.fill_between(grid, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
-            finals = [r["final_last20"] for r in group]
-            hits = sorted(next((s for s, y in r["curve"] if y >= threshold), None) for r in group) if threshold else []
-            reached = [h for h in hits if h is not None]
-            to_threshold = ("—" if not threshold else f"not reached (0/{len(group)})" if not reached else
-                            f"{np.median(reached) / 1e3:.0f}k ({reached[0] / 1e3:.0f}k–{reached[-1] / 1e3:.0f}k), "
-                            f"{len(reached)}/{len(group)} reached {threshold:g}")
-            lines.append(f"| {env_id} | {label} | {len(group)} | {CONFIGS[env_id]['steps']:,} | "
-                         f"{np.mean(finals):.1f} ± {np.std(finals, ddof=1) if len(finals) > 1 else 0:.1f} | {to_threshold} | "
-                         f"{np.mean([r['wall_time'] for r in group]):.0f} s |")
-        ax.set_xlabel("env steps"), ax.set_ylabel(f"mean return of the last {WINDOW} episodes"), ax.set_title(env_id)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(OUT, f"{env_id}.png"), dpi=100)
-        plt.close(fig)
+        with figure(os.path.join(OUT, f"{env_id}.png")) as ax:
+            for label in sorted({r["label"] for r in rs}):
+                group = [r for r in rs if r["label"] == label]
+                band(ax, grid, np.stack([np.interp(grid, [c[0] for c in r["curve"]], [c[1] for c in r["curve"]],
+                                                   left=np.nan) for r in group]), f"{label} ({len(group)} seeds)")
+                hits = sorted(next((s for s, y in r["curve"] if y >= threshold), None) for r in group) if threshold else []
+                reached = [h for h in hits if h is not None]
+                to_threshold = ("—" if not threshold else f"not reached (0/{len(group)})" if not reached else
+                                f"{np.median(reached) / 1e3:.0f}k ({reached[0] / 1e3:.0f}k–{reached[-1] / 1e3:.0f}k), "
+                                f"{len(reached)}/{len(group)} reached {threshold:g}")
+                lines.append(f"| {env_id} | {label} | {len(group)} | {CONFIGS[env_id]['steps']:,} | "
+                             "{:.1f} ± {:.1f} | ".format(*mean_std([r["final_last20"] for r in group])) +
+                             f"{to_threshold} | {np.mean([r['wall_time'] for r in group]):.0f} s |")
+            ax.set_xlabel("env steps"), ax.set_ylabel(f"mean return of the last {WINDOW} episodes"), ax.set_title(env_id)
+            ax.legend()
     lines.append("\nOur commands: " + "; ".join(sorted({f"`{r['command']}`" for r in results if r["label"] != "sb3-zoo"
                                                        and r["seed"] == 1})))
     write_results("dense/dense", {"provenance": provenance(), "runs": results}, "\n".join(lines))
@@ -161,11 +148,9 @@ def main():
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     p.add_argument("--runs", nargs="+", default=["sb3-zoo", "ours-defaults", "ours-zoo-like"])
     a = p.parse_args()
-    results = [one(e, label, s) for e in a.envs for label in a.runs for s in a.seeds]
+    results = run_all([declare(e, label, s) for e in a.envs for label in a.runs for s in a.seeds], measure)
     folder = os.path.join(OUT, "runs")
-    every = [json.load(open(os.path.join(folder, f))) for f in sorted(os.listdir(folder)) if f.endswith(".json")]
-    render(every or results)
-
+    render([load_json(os.path.join(folder, f)) for f in sorted(os.listdir(folder)) if f.endswith(".json")] or results)
 
 if __name__ == "__main__":
     main()

@@ -24,7 +24,7 @@ from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
-from benchmarks.common import provenance, write_results  # noqa: E402
+from benchmarks.runner import provenance, write_results  # noqa: E402
 
 SYNC_MAX = 1024  # SyncVectorEnv steps its copies one by one in Python: beyond this it only costs time
 

@@ -18,7 +18,6 @@ Usage (on a machine with a GPU):
     python benchmarks/gpu.py --render                 # only rebuild results/gpu.md
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,9 +28,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import envs  # noqa: E402
 import sppo  # noqa: E402
-from benchmarks.common import RESULTS, median_range, provenance  # noqa: E402
-from benchmarks.env_throughput import fmt, time_native  # noqa: E402
 from benchmarks.cartpole import run_sppo  # noqa: E402
+from benchmarks.env_throughput import fmt, time_native  # noqa: E402
+from benchmarks.runner import RESULTS, load_json, median_range, provenance, save_json  # noqa: E402
 
 PARTS = os.path.join(RESULTS, "gpu")
 
@@ -118,8 +117,7 @@ def render() -> None:
     for file in sorted(os.listdir(PARTS)) if os.path.isdir(PARTS) else []:
         name = file.split("-")[0].split(".")[0]
         if name in ("envs", "update", "train", "llm") and file.endswith(".json"):
-            with open(os.path.join(PARTS, file)) as f:
-                data = json.load(f)
+            data = load_json(os.path.join(PARTS, file))
             merged = parts.setdefault(name, {"provenances": []})
             merged["provenances"].append(data.pop("provenance"))
             for k, v in data.items():
@@ -210,8 +208,7 @@ def main():
     for part in args.part:
         data = {"envs": part_envs, "update": part_update, "train": part_train}[part](args)
         data["provenance"] = {**provenance(), "note": args.note}
-        with open(os.path.join(PARTS, f"{part}-{'-'.join(args.devices)}.json"), "w") as f:
-            json.dump(data, f, indent=2)
+        save_json(os.path.join(PARTS, f"{part}-{'-'.join(args.devices)}.json"), data, indent=2)
     render()
 
 

@@ -16,17 +16,14 @@ over several sittings. Then results/llm/compare.{json,md,png} are rebuilt from a
     python benchmarks/llm.py --adam                  # one Adam step on the default model: PyTorch's three kernels
 """
 import argparse
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance, write_results  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.runner import (RESULTS, Run, figure, launch, load_json, mean_std, provenance, run_all,  # noqa: E402
+                               save_json, write_results)
 
 OUT = os.path.join(RESULTS, "llm")
 SECOND_TASK = ["--data-file", "results/llm/data/mixed_train.jsonl", "--eval-file", "results/llm/data/mixed_test.jsonl"]
@@ -56,23 +53,21 @@ def run_name(name: str, seed: int) -> str:
     return name if seed == 1 else f"{name}-s{seed}"
 
 
-def run_one(name: str, flags: list[str], eval_every: int, keep_csv: bool = True) -> dict:
-    prov = provenance()   # the code as it is when the run starts
-    with tempfile.TemporaryDirectory() as tmp:
-        flags = [os.path.join(REPO, f) if f.startswith("results/") else f for f in flags]   # files of the repo
-        cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--run-name", "bench", "--log-every", "0",
-               "--eval-every", str(eval_every), *flags]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{name}: llm_demo.py failed: {proc.stderr.strip().splitlines()[-1:]}")
-        with open(os.path.join(tmp, "runs", "bench", "results.json")) as f:
-            res = json.load(f)
-        if keep_csv:
-            shutil.copy(os.path.join(tmp, "runs", "bench", "progress.csv"), os.path.join(OUT, "runs", name + ".csv"))
-    res.update(name=name, flags=[os.path.relpath(f, REPO) if f.startswith(REPO) else f for f in flags], process_s=time.perf_counter() - t0, summary=proc.stdout.strip().splitlines()[-1],
-               provenance=prov)
-    return res
+def declare(name: str, flags: list[str], eval_every: int) -> Run:
+    return Run(name, ["--log-every", "0", "--eval-every", str(eval_every), *flags], script="llm_demo.py",
+               result=os.path.join(OUT, "runs", name + ".json"), info={"flags": flags})
+
+
+def measure(run: Run, keep_csv: bool = True) -> dict:
+    """One fresh `python llm_demo.py` process: its results.json, with the flags, the whole process's seconds,
+    the summary line and the commit as it was when the run started; progress.csv kept beside it."""
+    prov = provenance()
+    out = launch(run)
+    if keep_csv:
+        with open(os.path.join(OUT, "runs", run.name + ".csv"), "w") as f:
+            f.write(out.progress)
+    return {**out.results, "name": run.name, "flags": run.info["flags"], "process_s": out.process_s,
+            "summary": out.summary, "provenance": prov}
 
 
 def render() -> None:
@@ -81,8 +76,7 @@ def render() -> None:
         for seed in range(1, 10):
             path = os.path.join(OUT, "runs", run_name(name, seed) + ".json")
             if os.path.isfile(path):
-                with open(path) as f:
-                    runs[run_name(name, seed)] = json.load(f)
+                runs[run_name(name, seed)] = load_json(path)
     if not runs:
         return
     first = next(iter(runs.values()))
@@ -106,9 +100,9 @@ def render() -> None:
                   f"| run | seeds | Avg@{k} before | Avg@{k} after | greedy after | gain in Avg@{k} (points) |",
                   "|---|---:|---:|---:|---:|---:|"]
         for base, g in groups.items():
-            lines.append(f"| {base} | {len(g)} | {mean_std([r['accuracy_before'] for r in g])} | "
-                         f"{mean_std([r['accuracy_after'] for r in g])} | {mean_std([r['greedy_after'] for r in g])} | "
-                         f"{mean_std([r['accuracy_after'] - r['accuracy_before'] for r in g], points=True)} |")
+            lines.append(f"| {base} | {len(g)} | {percent([r['accuracy_before'] for r in g])} | "
+                         f"{percent([r['accuracy_after'] for r in g])} | {percent([r['greedy_after'] for r in g])} | "
+                         f"{percent([r['accuracy_after'] - r['accuracy_before'] for r in g], points=True)} |")
     lines += ["", f"Held-out Avg@{k} along training (step: accuracy at training seconds):", ""]
     for name, r in runs.items():
         lines.append(f"- {name}: " + ", ".join(f"{p['step']}: {p['avg_at_k']:.1%} at {p['wall_time']:.0f} s"
@@ -119,17 +113,17 @@ def render() -> None:
               f"{first['args']['eval_every']} <flags>`)"]
     with open(os.path.join(OUT, "compare.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(OUT, "compare.json"), "w") as f:
-        json.dump({name: {k2: v for k2, v in r.items() if k2 not in ("eval_before", "eval_after")}
-                   for name, r in runs.items()}, f, indent=1)
+    save_json(os.path.join(OUT, "compare.json"), {name: {k2: v for k2, v in r.items() if k2 not in ("eval_before", "eval_after")}
+                                                  for name, r in runs.items()})
     plot(groups, k)
     print("\n".join(lines))
 
 
-def mean_std(xs: list, points: bool = False) -> str:
-    scale, unit = (100, "") if points else (100, "%")
-    m = statistics.mean(xs) * scale
-    return f"{m:.1f}{unit}" if len(xs) == 1 else f"{m:.1f} ± {statistics.stdev(xs) * scale:.1f}{unit}"
+def percent(xs: list, points: bool = False) -> str:
+    """Mean ± standard deviation of fractions, in percent (or points)."""
+    m, s = mean_std(xs)
+    unit = "" if points else "%"
+    return f"{100 * m:.1f}{unit}" if len(xs) == 1 else f"{100 * m:.1f} ± {100 * s:.1f}{unit}"
 
 
 FIGURE = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")   # the algorithms at their defaults on the built-in task
@@ -137,25 +131,20 @@ FIGURE = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")   # the algorithms at their
 
 def plot(groups: dict, k: int) -> None:
     """One colour per algorithm: each seed a thin line, the mean over seeds (per evaluation) a thick one."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for color, base in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], [b for b in FIGURE if b in groups]):
-        curves = [r["eval_curve"] for r in groups[base]]
-        for ax, key in zip(axes, ("wall_time", "gen_tokens")):
-            for c in curves:
-                ax.plot([p[key] for p in c], [p["avg_at_k"] for p in c], color=color, lw=0.8, alpha=0.35)
-            n = min(len(c) for c in curves)   # evaluations every seed has (the same steps)
-            ax.plot([statistics.mean(c[i][key] for c in curves) for i in range(n)],
-                    [statistics.mean(c[i]["avg_at_k"] for c in curves) for i in range(n)], color=color, lw=2.2,
-                    marker="o", label=f"{base} (mean of {len(curves)} seeds)" if len(curves) > 1 else f"{base} (1 seed)")
-    axes[0].set_xlabel("training wall-clock (s), 2 CPU cores"), axes[1].set_xlabel("generated training tokens")
-    axes[0].set_ylabel(f"held-out Avg@{k}"), axes[0].legend(fontsize=8)
-    fig.suptitle("SmolLM2-135M-Instruct on generated word problems: one protocol for every algorithm")
-    fig.tight_layout()
-    fig.savefig(os.path.join(OUT, "compare.png"), dpi=100)
-    plt.close(fig)
+    with figure(os.path.join(OUT, "compare.png"), ncols=2, figsize=(10, 4), sharey=True) as axes:
+        import matplotlib.pyplot as plt
+        for color, base in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], [b for b in FIGURE if b in groups]):
+            curves = [r["eval_curve"] for r in groups[base]]
+            for ax, key in zip(axes, ("wall_time", "gen_tokens")):
+                for c in curves:
+                    ax.plot([p[key] for p in c], [p["avg_at_k"] for p in c], color=color, lw=0.8, alpha=0.35)
+                n = min(len(c) for c in curves)   # evaluations every seed has (the same steps)
+                ax.plot([statistics.mean(c[i][key] for c in curves) for i in range(n)],
+                        [statistics.mean(c[i]["avg_at_k"] for c in curves) for i in range(n)], color=color, lw=2.2,
+                        marker="o", label=f"{base} (mean of {len(curves)} seeds)" if len(curves) > 1 else f"{base} (1 seed)")
+        axes[0].set_xlabel("training wall-clock (s), 2 CPU cores"), axes[1].set_xlabel("generated training tokens")
+        axes[0].set_ylabel(f"held-out Avg@{k}"), axes[0].legend(fontsize=8)
+        axes[0].figure.suptitle("SmolLM2-135M-Instruct on generated word problems: one protocol for every algorithm")
 
 
 MEMORY = {"sppo, --critic small": [], "sppo, --critic same": ["--critic", "same"],
@@ -167,12 +156,15 @@ MEMORY = {"sppo, --critic small": [], "sppo, --critic same": ["--critic", "same"
 def memory() -> None:
     """Peak RSS of the training itself: 3 steps, a held-out set of 8 so that generation for the evaluation
     (128 responses at once) does not set the peak. Each configuration in a fresh process."""
+    runs = [declare(name, [*flags, "--steps", "3", "--n-eval", "8", "--eval-k", "1"], eval_every=0)
+            for name, flags in MEMORY.items()]
     rows = []
-    for name, flags in MEMORY.items():
-        r = run_one(name, [*flags, "--steps", "3", "--n-eval", "8", "--eval-k", "1"], eval_every=0, keep_csv=False)
-        rows.append({"name": name, "flags": flags, "peak_mem_gb": r["peak_mem_gb"], "train_wall_s": r["train_wall_s"],
-                     "provenance": r["provenance"]})
+
+    def keep(run, r):
+        rows.append({"name": run.name, "flags": MEMORY[run.name], "peak_mem_gb": r["peak_mem_gb"],
+                     "train_wall_s": r["train_wall_s"], "provenance": r["provenance"]})
         print(rows[-1], flush=True)
+    run_all(runs, lambda run: measure(run, keep_csv=False), then=keep)
     p = rows[0]["provenance"]
     lines = ["# Peak memory of the LLM demo's training (CPU, float32)", "",
              "Peak resident set size of `python llm_demo.py --steps 3 --n-eval 8 --eval-k 1 <flags>` (model, critic, "
@@ -184,8 +176,7 @@ def memory() -> None:
               "Command: `python benchmarks/llm.py --memory`"]
     with open(os.path.join(OUT, "memory.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(OUT, "memory.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    save_json(os.path.join(OUT, "memory.json"), rows)
     print("\n".join(lines))
 
 
@@ -194,7 +185,6 @@ def adam(threads: int = 2, repeats: int = 5) -> None:
     critic's layers and head), with PyTorch's three implementations: the per-tensor loop (its CPU default),
     foreach (batched per op) and fused (one pass per weight, llm_demo.py's choice). Gradients are random:
     the cost of a step does not depend on their values."""
-    sys.path.insert(0, REPO)
     import torch
     import llm_models
     from llm_demo import LLMArgs
@@ -243,18 +233,11 @@ def main():
         return memory()
     if args.adam:
         return adam()
-    for base, seed in [] if args.render else [(n, s) for s in args.seeds for n in args.runs]:
-        name = run_name(base, seed)
-        path = os.path.join(OUT, "runs", name + ".json")
-        if os.path.isfile(path):
-            print(f"{name}: done earlier ({path}); skipped", flush=True)
-            continue
-        flags = RUNS[base] + (["--seed", str(seed)] if seed != 1 else []) + (["--threads", str(args.threads)] if args.threads else [])
-        res = run_one(name, flags, args.eval_every)
-        with open(path, "w") as f:
-            json.dump(res, f, indent=1)
-        print(res["summary"], flush=True)
-        render()
+    if not args.render:
+        run_all([declare(run_name(base, seed), RUNS[base] + (["--seed", str(seed)] if seed != 1 else [])
+                         + (["--threads", str(args.threads)] if args.threads else []), args.eval_every)
+                 for seed in args.seeds for base in args.runs],
+                measure, then=lambda run, res: (print(res["summary"], flush=True), render()))
     render()
 
 

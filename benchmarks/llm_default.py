@@ -8,15 +8,11 @@ with the run's results.json, the machine, the commit and the command.
     python benchmarks/llm_default.py --name grpo -- --algo grpo --group-size 8
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.runner import Run, launch, provenance, write_results  # noqa: E402
 
 
 def main():
@@ -24,16 +20,8 @@ def main():
     p.add_argument("--name", default="default", help="results/llm/<name>.{json,md}")
     args, extra = p.parse_known_args()
     extra = [e for e in extra if e != "--"]
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--run-name", "bench", *extra]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        process_s = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"llm_demo.py failed: {proc.stderr.strip().splitlines()[-1:]}")
-        with open(os.path.join(tmp, "runs", "bench", "results.json")) as f:
-            res = json.load(f)
-    summary = proc.stdout.strip().splitlines()[-1]
+    out = launch(Run("default", extra, script="llm_demo.py"))
+    res, process_s, summary = out.results, out.process_s, out.summary
     label = "python llm_demo.py" + (" " + " ".join(extra) if extra else "")
     a, k = res["args"], res["args"]["eval_k"]
     md = [f"# `{label}`", "",
@@ -50,15 +38,8 @@ def main():
         md.append(f"- critic calibration on the held-out problems (V(prompt) against the pass rate of {k} samples): "
                   f"Pearson {res['critic_pearson']:.2f}, Spearman {res['critic_spearman']:.2f}")
     md += ["", f"Summary line: `{summary}`"]
-    os.makedirs(os.path.join(RESULTS, "llm"), exist_ok=True)
-    prov = provenance()
-    with open(os.path.join(RESULTS, "llm", args.name + ".json"), "w") as f:
-        json.dump({"provenance": prov, "process_s": process_s, "summary": summary, "results": res}, f, indent=1)
-    footer = (f"\n\nMachine: {prov['machine']}; GPU: {prov['gpu'] or 'none'}; torch {prov['torch']}, "
-              f"Python {prov['python']}; commit {prov['commit']}.\nCommand: `{prov['command']}`\n")
-    with open(os.path.join(RESULTS, "llm", args.name + ".md"), "w") as f:
-        f.write("\n".join(md) + footer)
-    print("\n".join(md) + footer)
+    write_results(f"llm/{args.name}", {"provenance": provenance(), "process_s": process_s, "summary": summary,
+                                       "results": res}, "\n".join(md), indent=1)
 
 
 if __name__ == "__main__":

@@ -21,17 +21,13 @@ kernel selection) and the medians are over the rest.
     python benchmarks/llm_gpu.py --tokenizer DIR --shapes smollm2 --settings demo   # a subset
 """
 import argparse
-import csv
-import json
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from benchmarks.runner import RESULTS, Run, launch, provenance, save_json  # noqa: E402
 
 QWEN_05B = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                 num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, max_position_embeddings=32768,
@@ -72,15 +68,10 @@ def build_model(shape: str, tokenizer: str, folder: str) -> str:
 
 
 def time_run(model: str, flags: list[str], steps: int, workdir: str, device: str = "cuda") -> dict:
-    cmd = [sys.executable, os.path.join(REPO, "llm_demo.py"), "--model", model, "--device", device,
-           "--steps", str(steps), "--n-eval", "8", "--eval-k", "1", "--log-every", "0", "--save-every", "1000",
-           "--run-name", "bench", *flags]
-    shutil.rmtree(os.path.join(workdir, "runs"), ignore_errors=True)
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
-    with open(os.path.join(workdir, "runs", "bench", "progress.csv")) as f:
-        return speeds(list(csv.DictReader(f)))
+    out = launch(Run("llm_gpu", ["--model", model, "--device", device, "--steps", str(steps), "--n-eval", "8",
+                                 "--eval-k", "1", "--log-every", "0", "--save-every", "1000", *flags],
+                     script="llm_demo.py"), check=False, scratch=workdir)
+    return {"error": out.error[:300]} if out.error else speeds(out.rows)
 
 
 def speeds(rows: list[dict]) -> dict:
@@ -134,8 +125,6 @@ def main():
     if not os.path.isfile(os.path.join(args.tokenizer, "tokenizer.json")):
         raise SystemExit(f"--tokenizer {args.tokenizer}: no tokenizer.json there; pass the default model's folder")
     rows = []
-    out_dir = os.path.join(RESULTS, "gpu")
-    os.makedirs(out_dir, exist_ok=True)
     scratch = "/dev/shm" if os.path.isdir("/dev/shm") else None   # checkpoints of a 0.5B run: keep them off disk
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         for shape in args.shapes:
@@ -146,8 +135,8 @@ def main():
                          **time_run(model, [*RUNS[run], *SETTINGS[setting]], args.steps, tmp, args.device)}
                     rows.append(r)
                     print(r, flush=True)
-                    with open(os.path.join(out_dir, args.name + ".json"), "w") as f:   # after every run: a cut-off
-                        json.dump({"rows": rows, "provenance": provenance()}, f, indent=2)
+                    # after every run: a cut-off sitting keeps what it measured
+                    save_json(os.path.join(RESULTS, "gpu", args.name + ".json"), {"rows": rows, "provenance": provenance()}, 2)
     print("\n".join(markdown(rows)))
 
 

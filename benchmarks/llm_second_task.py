@@ -10,6 +10,7 @@ products, halves and doubles) -- as the files a user brings, so that
 
 The files are small and committed, so the command above works without running this script.
 """
+import argparse
 import os
 import random
 import sys
@@ -51,6 +52,7 @@ def make(n: int, seed: int, exclude: set = frozenset()) -> list:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
     test = make(200, seed=1)
     train = make(1000, seed=2, exclude={p.question for p in test})
     for name, problems in (("mixed_train", train), ("mixed_test", test)):

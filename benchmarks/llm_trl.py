@@ -12,7 +12,6 @@ its table. Benchmark-only dependencies:
     python benchmarks/llm_trl.py                 # llm_demo.py's flags change the shared settings
     python benchmarks/llm_trl.py --seed 2 --threads 1
 """
-import json
 import os
 import sys
 import time
@@ -24,16 +23,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import llm_demo  # noqa: E402
 import llm_models  # noqa: E402
 import llm_tasks  # noqa: E402
-from benchmarks.common import RESULTS, provenance  # noqa: E402
+from benchmarks.llm import OUT, run_name  # noqa: E402
+from benchmarks.runner import provenance, save_json  # noqa: E402
 
 
 def main():
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
     prov = provenance()
     # the demo's defaults (task, temperature, response limit, evaluation protocol); its flags may change them
     a = llm_demo.parse_args(sys.argv[1:], llm_demo.LLMArgs, __doc__.split("\n")[0])
-    name = "trl-grpo" if a.seed == 1 else f"trl-grpo-s{a.seed}"   # benchmarks/llm.py's naming
+    from datasets import Dataset   # benchmark-only dependencies: after the arguments, so that --help runs without
+    from trl import GRPOConfig, GRPOTrainer
+    name = run_name("trl-grpo", a.seed)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -82,9 +82,7 @@ def main():
            "process_s": time.perf_counter() - T_START, "provenance": prov,
            "summary": f"TRL GRPO: Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%}, greedy "
                       f"{before['greedy']:.1%} -> {after['greedy']:.1%}, {train_s:.0f} s of training"}
-    os.makedirs(os.path.join(RESULTS, "llm", "runs"), exist_ok=True)
-    with open(os.path.join(RESULTS, "llm", "runs", name + ".json"), "w") as f:
-        json.dump(res, f, indent=1)
+    save_json(os.path.join(OUT, "runs", name + ".json"), res)
     print(res["summary"])
 
 

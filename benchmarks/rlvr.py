@@ -20,18 +20,14 @@ Usage:
 """
 import argparse
 import csv
-import json
 import os
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, RESULTS, provenance, run_sppo, write_results  # noqa: E402
-
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
 import control_tasks  # noqa: E402
 import envs  # noqa: E402
+from benchmarks.runner import (REPO, RESULTS, Run, band, figure, launch, load_json, mean_std,  # noqa: E402,F401
+                               provenance, run_all, write_results)
 
 OUT = os.path.join(RESULTS, "rlvr")
 ALGOS = ("sppo", "ppo", "grpo", "rloo")
@@ -56,20 +52,27 @@ def run_name(task, algo, seed, ratio):
     return f"{task}__{algo}__{ratio}__{seed}"
 
 
-def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int, compile: bool = False) -> dict:
-    """One RL run (or the rest of one), then its summary: final success = mean over the last 10% of
-    episodes; episodes_to_80 = first point where the success of the last max(64, B) episodes is >= 0.8."""
+def declare(task: str, algo: str, seed: int, ratio: str, episodes: int, compile: bool = False) -> Run:
     name = run_name(task, algo, seed, ratio)
-    summary_path = os.path.join(OUT, "runs", name + ".json")
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            return json.load(f)
     flags = ["--task", task, "--init", os.path.join("checkpoints", f"{task}-sft.pt"), "--algo", algo,
              "--ratio", ratio, "--seed", str(seed), "--run-name", os.path.join("rlvr", name), *COMMON]
     if compile and control_tasks.TASKS[task].env_id in envs.NATIVE_ENVS:   # gymnasium's own envs cannot be
         flags.append("--compile")                                          # compiled: those run eagerly
-    command, rows = run_sppo(name, flags, ["--total-episodes", str(episodes), "--total-steps", str(10**10)],
-                             os.path.join(REPO, "runs", "rlvr", name))
+    return Run(name, flags, budget=["--total-episodes", str(episodes), "--total-steps", str(10**10)],
+               run_dir=os.path.join(REPO, "runs", "rlvr", name), result=os.path.join(OUT, "runs", name + ".json"),
+               info={"task": task, "algo": algo, "ratio": ratio, "seed": seed})
+
+
+def run_sppo(name, flags, budget, run_dir):   # the one process (tests/test_control_tasks.py replaces it)
+    out = launch(Run(name, flags, budget=budget, run_dir=run_dir))
+    return out.command, out.rows
+
+
+def summarise(run: Run) -> dict:
+    """Run it (or the rest of it), keep its curve in <name>.csv, and summarise it: final success = mean over
+    the last 10% of episodes; episodes_to_80 = first point where the success of the last max(64, B) episodes
+    is >= 0.8."""
+    command, rows = run_sppo(run.name, run.flags, run.budget, run.run_dir)
     curve = [{"episodes": int(r["episodes"]), "env_steps": int(r["env_steps"]), "wall_time": float(r["wall_time"]),
               "success_rate": float(r["success_rate"])} for r in rows]
     B = curve[1]["episodes"] - curve[0]["episodes"] if len(curve) > 1 else curve[0]["episodes"]
@@ -78,20 +81,21 @@ def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int, compile:
               for i in range(len(curve))]
     tail = max(1, len(curve) // 10)
     hit = next((curve[i]["episodes"] for i in range(window - 1, len(curve)) if smooth[i] >= SUCCESS_AT), None)
-    summary = {"task": task, "algo": algo, "ratio": ratio, "seed": seed, "episodes": curve[-1]["episodes"],
+    summary = {**run.info, "episodes": curve[-1]["episodes"],
                "env_steps": curve[-1]["env_steps"], "final_success": sum(c["success_rate"] for c in curve[-tail:]) / tail,
                "episodes_to_80": hit, "wall_time": curve[-1]["wall_time"],
                "steps_per_s": curve[-1]["env_steps"] / curve[-1]["wall_time"], "command": command}
-    os.makedirs(os.path.join(OUT, "runs"), exist_ok=True)
-    with open(os.path.join(OUT, "runs", name + ".csv"), "w", newline="") as f:
+    os.makedirs(os.path.dirname(run.result), exist_ok=True)
+    with open(run.result[:-len(".json")] + ".csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(curve[0]))
         writer.writeheader()
         writer.writerows(curve)
-    with open(summary_path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(summary_path + ".tmp", summary_path)     # written last: its presence means "finished"
-    print(f"{name}: final success {summary['final_success']:.2f}, {summary['wall_time']:.0f} s", flush=True)
+    print(f"{run.name}: final success {summary['final_success']:.2f}, {summary['wall_time']:.0f} s", flush=True)
     return summary
+
+
+def run_one(task: str, algo: str, seed: int, ratio: str, episodes: int, compile: bool = False) -> dict:
+    return run_all([declare(task, algo, seed, ratio, episodes, compile)], summarise)[0]
 
 
 def load_runs():
@@ -99,17 +103,11 @@ def load_runs():
     runs = []
     for fn in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if fn.endswith(".json"):
-            with open(os.path.join(folder, fn)) as f:
-                s = json.load(f)
+            s = load_json(os.path.join(folder, fn))
             with open(os.path.join(folder, fn[:-5] + ".csv")) as f:
                 s["curve"] = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
             runs.append(s)
     return runs
-
-
-def mean_std(xs):
-    m = sum(xs) / len(xs)
-    return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
 
 
 def success_curves(rs, window: int = 64):
@@ -126,9 +124,6 @@ def success_curves(rs, window: int = 64):
 
 def render():
     """summary.csv, one figure per task (and per ablation task), results/rlvr.md with the tables."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
     runs = load_runs()
     with open(os.path.join(OUT, "summary.csv"), "w", newline="") as f:
@@ -169,19 +164,13 @@ def render():
             keys = [k for k in groups if k[0] == task and keep(k)]
             if not keys or (suffix and len(keys) < 2):
                 continue
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for key in sorted(keys):
-                rs = groups[key]
-                x, y = success_curves(rs)
-                label = key[2] if suffix else key[1]
-                ax.plot(x, y.mean(0), label=f"{label} ({len(rs)} seeds)")
-                ax.fill_between(x, y.min(0), y.max(0), alpha=0.2)
-            ax.set_xlabel("episodes"), ax.set_ylabel("success rate"), ax.set_ylim(-0.02, 1.02)
-            ax.set_title(f"{task}{' (SPPO, ratio)' if suffix else ''}: mean over seeds, band = min–max")
-            ax.legend()
-            fig.tight_layout()
-            fig.savefig(os.path.join(OUT, f"{task}{suffix}.png"), dpi=100)
-            plt.close(fig)
+            with figure(os.path.join(OUT, f"{task}{suffix}.png")) as ax:
+                for key in sorted(keys):
+                    x, y = success_curves(groups[key])
+                    band(ax, x, y, f"{key[2] if suffix else key[1]} ({len(groups[key])} seeds)")
+                ax.set_xlabel("episodes"), ax.set_ylabel("success rate"), ax.set_ylim(-0.02, 1.02)
+                ax.set_title(f"{task}{' (SPPO, ratio)' if suffix else ''}: mean over seeds, band = min–max")
+                ax.legend()
     write_results("rlvr/rlvr", {"provenance": provenance(), "runs": [{k: v for k, v in r.items() if k != "curve"}
                                                                     for r in runs]}, "\n".join(lines))
 
@@ -199,14 +188,11 @@ def main():
     p.add_argument("--render", action="store_true", help="only write summary.csv, the figures and rlvr.md")
     a = p.parse_args()
     if not a.render:
-        todo = [(t, "sppo", s, r) for t in a.tasks if t in ABLATION_TASKS for r in ("token", "seq", "joint")
-                for s in a.seeds] if a.ablation else [(t, al, s, RATIO[al]) for t in a.tasks for al in a.algos for s in a.seeds]
-        missing = [c for c in todo if not os.path.exists(os.path.join(OUT, "runs", run_name(*c) + ".json"))]
-        print(f"{len(todo) - len(missing)} of {len(todo)} runs done; running {len(missing)} with {a.jobs} at once", flush=True)
-        t0 = time.time()
-        with ThreadPoolExecutor(a.jobs) as pool:
-            list(pool.map(lambda c: run_one(*c, a.episodes or BUDGET[c[0]], a.compile), missing))
-        print(f"{time.time() - t0:.0f} s", flush=True)
+        runs = ([declare(t, "sppo", s, r, a.episodes or BUDGET[t], a.compile) for t in a.tasks if t in ABLATION_TASKS
+                 for r in ("token", "seq", "joint") for s in a.seeds] if a.ablation else
+                [declare(t, al, s, RATIO[al], a.episodes or BUDGET[t], a.compile) for t in a.tasks for al in a.algos
+                 for s in a.seeds])
+        run_all(runs, summarise, jobs=a.jobs)
     render()
 
 

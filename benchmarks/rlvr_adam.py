@@ -14,15 +14,13 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import REPO, provenance, write_results  # noqa: E402
+import torch
 
-sys.path.insert(0, REPO)
-import torch  # noqa: E402
-
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
 import envs  # noqa: E402
 import sppo  # noqa: E402
-from rlvr import COMMON  # noqa: E402  (the benchmark's RL settings: lr 1e-4, no advantage standardisation)
+from benchmarks.rlvr import COMMON  # noqa: E402  (the benchmark's RL settings: lr 1e-4, no advantage standardisation)
+from benchmarks.runner import REPO, provenance, write_results  # noqa: E402
 
 TASKS = ("precision-cartpole", "mountaincar", "pendulum")   # the native ones: their updates are the bottleneck
 
