@@ -1,0 +1,121 @@
+"""The benchmark runner (benchmarks/runner.py): finished runs are skipped, interrupted ones resumed, what a
+run wrote is read back, and every results/<name>.md ends with where its figures came from. Scripts stand
+in for sppo.py where only the runner's bookkeeping is under test; one real sppo.py run checks the rest."""
+import json
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from benchmarks import runner  # noqa: E402
+from benchmarks.runner import Run, launch, run_all  # noqa: E402
+
+# a stand-in for sppo.py: writes runs/<--run-name>/progress.csv and model.pt (or continues the run of
+# --resume <folder>/model.pt), one row per call, recording its flags; --fail exits with an error
+FAKE = '''
+import json, os, sys
+argv = sys.argv[1:]
+if "--fail" in argv:
+    sys.exit("boom: the last line of stderr")
+folder = (os.path.dirname(argv[argv.index("--resume") + 1]) if "--resume" in argv
+          else os.path.join("runs", argv[argv.index("--run-name") + 1]))
+os.makedirs(folder, exist_ok=True)
+new = not os.path.exists(os.path.join(folder, "model.pt"))
+with open(os.path.join(folder, "progress.csv"), "a") as f:
+    f.write(("step,flags\\n" if new else "") + f"{1 if new else 2},{' '.join(argv)}\\n")
+open(os.path.join(folder, "model.pt"), "w").close()
+if "--data" in argv:
+    json.dump({"data": open(argv[argv.index("--data") + 1]).read()}, open(os.path.join(folder, "results.json"), "w"))
+print("training...")
+print("summary: done")
+'''
+
+
+@pytest.fixture
+def fake(tmp_path):
+    path = tmp_path / "fake_sppo.py"
+    path.write_text(FAKE)
+    return str(path)
+
+
+def test_run_all_skips_runs_whose_result_exists_and_keeps_the_order(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps({"value": "from an earlier sitting"}))
+    runs = [Run(name, [], result=str(tmp_path / f"{name}.json")) for name in ("a", "b", "c")]
+    measured, then = [], []
+
+    def measure(run):
+        measured.append(run.name)
+        return {"value": run.name * 2}
+    got = run_all(runs, measure, jobs=2, then=lambda run, result: then.append((run.name, result["value"])))
+    assert sorted(measured) == ["a", "c"] and sorted(then) == [("a", "aa"), ("c", "cc")]
+    assert [g["value"] for g in got] == ["aa", "from an earlier sitting", "cc"]
+    assert json.loads((tmp_path / "c.json").read_text()) == {"value": "cc"}
+    assert not list(tmp_path.glob("*.tmp"))
+    assert run_all(runs, measure) == got and len(measured) == 2   # all finished now: nothing runs again
+
+
+def test_launch_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, fake):
+    folder = str(tmp_path / "runs" / "r")
+    run = Run("r", ["--run-name", folder, "--lr", "1"], script=fake, budget=["--total-steps", "10"], run_dir=folder)
+    first = launch(run)
+    assert first.command == f"python {fake} --run-name {folder} --lr 1 --total-steps 10"
+    assert first.rows == [{"step": "1", "flags": f"--run-name {folder} --lr 1 --total-steps 10"}]
+    again = launch(run)   # model.pt is there: the flags are the checkpoint's, the budget is repeated
+    resume = os.path.join(folder, "model.pt")
+    assert again.command == f"python {fake} --resume {resume} --total-steps 10"
+    assert [r["step"] for r in again.rows] == ["1", "2"] and again.rows[1]["flags"] == f"--resume {resume} --total-steps 10"
+    assert again.summary == "summary: done" and again.results is None and again.process_s > 0
+
+
+def test_launch_in_a_temporary_folder_reads_results_and_reports_failures(tmp_path, fake, monkeypatch):
+    data = os.path.join("results", "llm", "data", "mixed_test.jsonl")   # a file of the repository, relative
+    out = launch(Run("t", ["--data", data], script=fake))
+    assert out.command == f"python {fake} --run-name bench --data {os.path.join(REPO, data)}"
+    with open(os.path.join(REPO, data)) as f:
+        assert out.results == {"data": f.read()}
+    assert out.rows[0]["step"] == "1"
+    with pytest.raises(SystemExit, match="t: .*fake_sppo.py failed: boom: the last line of stderr"):
+        launch(Run("t", ["--fail"], script=fake))
+    failed = launch(Run("t", ["--fail"], script=fake), check=False)
+    assert failed.error == "boom: the last line of stderr" and failed.rows == []
+
+
+def test_write_results_ends_the_table_with_its_provenance(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "RESULTS", str(tmp_path))
+    monkeypatch.setenv("SPPO_COMMIT", "abc1234")
+    monkeypatch.setattr(sys, "argv", [os.path.join(REPO, "benchmarks", "x.py"), "--seeds", "1"])
+    prov = runner.provenance()
+    assert prov["commit"] == "abc1234" and prov["command"] == "python benchmarks/x.py --seeds 1"
+    prov.update(machine="M, 2 cores", gpu=None, torch="2.0", python="3.11")
+    runner.write_results("sub/x", {"provenance": prov, "rows": [1, 2]}, "| a |\n|---|\n")
+    assert (tmp_path / "sub" / "x.md").read_text() == (
+        "| a |\n|---|\n\nMachine: M, 2 cores; GPU: none; torch 2.0, Python 3.11; commit abc1234.\n"
+        "Command: `python benchmarks/x.py --seeds 1`\n")
+    assert json.loads((tmp_path / "sub" / "x.json").read_text()) == {"provenance": prov, "rows": [1, 2]}
+
+
+def test_summaries():
+    assert runner.mean_std([0.5]) == (0.5, 0.0)
+    m, s = runner.mean_std([1.0, 2.0, 6.0])
+    assert m == 3.0 and s == pytest.approx(7 ** 0.5)
+    rows = [{"solved": True, "env_steps": 40_000, "wall_s": 2.0}, {"solved": False, "env_steps": None, "wall_s": None},
+            {"solved": True, "env_steps": 60_000, "wall_s": 3.5}, {"solved": True, "env_steps": 45_400, "wall_s": 1.25}]
+    assert runner.median_range(rows, "env_steps") == "45k (40k–60k)"
+    assert runner.median_range(rows, "wall_s") == "2.0 (1.2–3.5)"
+    assert runner.median_range(rows[1:2], "wall_s") == "not solved"
+
+
+def test_a_real_sppo_run_through_the_runner(tmp_path):
+    """The ablation's path: sppo.py's main in this process, in a temporary folder, read back from progress.csv."""
+    from benchmarks import cartpole_ablation
+    cwd = os.getcwd()
+    r = cartpole_ablation.run(["--num-episodes", "8", "--minibatches", "1", "--epochs", "1"], seed=6, budget=600)
+    assert os.getcwd() == cwd
+    assert r == {"seed": 6, "solved": False, "env_steps": None, "wall_s": None}
+    out = launch(Run("tiny", ["--env", "CartPole-v1", "--num-episodes", "8", "--minibatches", "1", "--epochs", "1",
+                              "--total-steps", "600"], in_process=True))
+    rows = out.rows
+    assert int(rows[-1]["env_steps"]) >= 600 and int(rows[0]["episodes"]) == 8
+    assert float(rows[-1]["last20_return"]) < 475
