@@ -42,6 +42,7 @@ class Run:
                                    # repository: resumed from its model.pt. Empty: a temporary folder
     result: str = ""               # JSON file of the finished run: where it exists the run is not run again
     in_process: bool = False       # the script's main() in this process: one Python start-up for a grid
+                                   # (one at a time: it changes the working folder)
     info: dict = field(default_factory=dict)   # what the benchmark declares about the run (task, seed, ...)
 
 
