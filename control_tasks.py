@@ -1,4 +1,4 @@
-"""The paper's control benchmark (SPPO §5.3): five long-horizon tasks with one 0/1 outcome at the end.
+"""The stages of the paper's control benchmark (SPPO §5.3): expert -> SFT -> RL, and measuring a policy.
 
 They are built to look like LLM reasoning: a long sequence of actions, deterministic physics, and a
 single verifiable reward, 1 on the final step if the outcome holds and 0 on every other step (gamma = 1).
@@ -17,186 +17,23 @@ Usage:
     python control_tasks.py eval --checkpoint checkpoints/mountaincar-sft.pt --episodes 500
     python control_tasks.py gif --checkpoint checkpoints/mountaincar-sft.pt --out mountaincar.gif
 
-A task is an ordinary environment behind `OutcomeEnv`, which replaces its reward: the 0/1 outcome for
-the RL stage, the shaped reward for the expert stage. Where the paper leaves a detail open, the choice
-is written beside the task below (and tested in tests/test_control_tasks.py).
+The five tasks themselves (their horizons, success predicates, shaped rewards and the settings of each
+stage) are environments: envs.py's TASKS and make_task, which sppo.py --task reads as well. This file
+sits above the trainer: its expert stage IS sppo.py on the shaped reward.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import sys
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 import envs
+import sppo
+from envs import TASKS, get_task, make_task
 from runlog import ConfigError, read_checkpoint, save_checkpoint
-
-
-# ================================================================================================
-# The five tasks. A success predicate reads the step on which an episode ends,
-#   success(obs [B, obs_dim], reward [B] (the env's own), terminated [B], truncated [B], info) -> bool [B],
-# and a shaped reward (the expert stage's) every step, with the observation before it:
-#   shaped(prev_obs [B, obs_dim], obs, reward, terminated, truncated, info) -> float [B]
-# ================================================================================================
-@dataclass(frozen=True)
-class Task:
-    name: str
-    env_id: str
-    horizon: int                     # H: the episode is cut (truncated) after H steps
-    episodes: int                    # trajectories per update in the paper
-    success: Callable                # the 0/1 outcome, judged on the step the episode ends
-    shaped: Callable                 # the dense reward of the expert stage
-    expert: dict                     # sppo.py settings of the expert stage
-    demos: int                       # SFT: successful expert episodes to clone
-    bc_steps: int                    # SFT: gradient steps of behaviour cloning (fewer: a weaker SFT policy)
-    goal_position: float | None = None
-    controller: Callable | None = None   # a classical controller used as the expert instead of stage 1
-
-
-class LanderHeuristic:
-    """LunarLander's expert: gymnasium's own hand-written landing controller (`heuristic` in
-    gymnasium/envs/box2d/lunar_lander.py), applied to each row. Our PPO on the dense reward did not
-    land within 1M steps (see README), so this task's expert is classical, not trained."""
-
-    def act(self, obs):   # obs [B, 8] -> actions [B] (long), logp [B] (zeros: the controller is deterministic)
-        from types import SimpleNamespace
-        from gymnasium.envs.box2d.lunar_lander import heuristic
-        stub = SimpleNamespace(unwrapped=SimpleNamespace(continuous=False))   # it only asks this of the env
-        actions = torch.tensor([heuristic(stub, row) for row in obs.cpu().numpy()], device=obs.device)
-        return actions, torch.zeros(len(obs), device=obs.device)
-
-
-def _cartpole_success(obs, reward, term, trunc, info):
-    # balanced for all H steps (a fall terminates the episode: a failure) AND the pole within 0.5 deg
-    return trunc & ~term & (obs[:, 2].abs() <= math.radians(0.5))
-
-
-def _cartpole_shaped(prev, obs, reward, term, trunc, info):
-    # gymnasium's +1 per step alive, scaled down the further the pole leans (1 upright, 0 at 12 deg)
-    return reward * (1 - obs[:, 2].abs() / math.radians(12))
-
-
-def _mountaincar_success(obs, reward, term, trunc, info):
-    return term   # the env terminates exactly when the car reaches the flag (moved to x >= 0.45 below)
-
-
-def _mountaincar_energy(obs):
-    # mechanical energy per unit mass: 0.5 v^2 + the potential of MountainCar's gravity term 0.0025 cos(3x)
-    return 0.5 * obs[:, 1] ** 2 + 0.0025 / 3 * torch.sin(3 * obs[:, 0])
-
-
-def _mountaincar_shaped(prev, obs, reward, term, trunc, info):
-    # gymnasium's -1 per step, +100 at the flag, and a bonus for every gain of energy (the paper's
-    # "velocity bonus", written as a potential difference: it telescopes over an episode to at most
-    # ~100, so swinging forever without reaching the flag never pays more than reaching it)
-    return reward + 6e4 * (_mountaincar_energy(obs) - _mountaincar_energy(prev)) + 100 * term.float()
-
-
-def _pendulum_success(obs, reward, term, trunc, info):
-    return obs[:, 0] > 0.8   # cos(theta) > 0.8: within about 37 degrees of upright at the end
-
-
-def _pendulum_shaped(prev, obs, reward, term, trunc, info):
-    # gymnasium's cost (angle, speed, torque) plus an upright bonus, so that staying up pays off
-    return reward + 2.0 * (obs[:, 0] > 0.8).float()
-
-
-def _lander_success(obs, reward, term, trunc, info):
-    # both legs on the ground within the pad (|x| < 0.4) -- and not a crash. A crash also ends the
-    # episode, often with the legs down; gymnasium marks it with a -100 reward on that step, a landing
-    # that comes to rest with +100 (the step's shaping terms are far smaller than 100).
-    landed = (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (obs[:, 0].abs() < 0.4)
-    return landed & ~(term & (reward < 0))
-
-
-def _env_reward(prev, obs, reward, term, trunc, info):
-    # LunarLander's and Hopper's own dense rewards are already shaped (lander: distance, speed, legs,
-    # fuel; hopper: forward velocity + healthy bonus - control cost)
-    return reward
-
-
-def _hopper_x(info, like):
-    # gymnasium keeps the torso's x out of Hopper's observation; its info has it, measured from the
-    # world origin, where every episode starts (reset noise 0.005)
-    return torch.as_tensor(info["x_position"], dtype=torch.float32, device=like.device)
-
-
-def _hopper_success(obs, reward, term, trunc, info):
-    # survived all H steps (a fall terminates the episode: a failure) with the torso past x = 1 m
-    return trunc & ~term & (_hopper_x(info, obs) > 1.0)
-
-
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("precision-cartpole", "CartPole-v1", 200, 64, _cartpole_success, _cartpole_shaped,
-         expert=dict(algo="ppo", total_steps=300_000, num_episodes=32), demos=16, bc_steps=360),
-    Task("mountaincar", "MountainCar-v0", 1000, 8, _mountaincar_success, _mountaincar_shaped,
-         expert=dict(algo="ppo", total_steps=300_000, num_episodes=16), demos=8, bc_steps=375,
-         goal_position=0.45),
-    Task("pendulum", "Pendulum-v1", 1000, 16, _pendulum_success, _pendulum_shaped,
-         expert=dict(algo="ppo", total_steps=500_000, num_episodes=16, gamma=0.99), demos=8, bc_steps=650),
-    Task("lunarlander", "LunarLander-v3", 1000, 16, _lander_success, _env_reward,
-         expert={}, demos=16, bc_steps=500, controller=LanderHeuristic),
-    Task("hopper", "Hopper-v5", 1000, 8, _hopper_success, _env_reward,
-         expert=dict(algo="ppo", ratio="token", total_steps=1_000_000, num_episodes=8, gamma=0.99, lr=3e-4,
-                     critic_lr=1e-3, epochs=10, minibatches=8), demos=16, bc_steps=3000),
-)}
-
-
-def get(name: str) -> Task:
-    if name not in TASKS:
-        raise ConfigError(f"unknown --task '{name}'; the tasks are: {', '.join(TASKS)}")
-    return TASKS[name]
-
-
-class OutcomeEnv:
-    """A batched env whose reward is the task's: `outcome` gives 1.0 on the step an episode ends if the
-    task's predicate holds, 0.0 on every other step; `shaped` gives the expert's dense reward. Either
-    way info["success"] [B] (bool) holds the predicate on the steps where an episode ends (False
-    elsewhere), and envs.rollout reads the episode's success from it."""
-
-    def __init__(self, task: Task, env, reward: str):
-        self.task, self.env, self.reward = task, env, reward
-        self.env_id, self.num_envs, self.device = task.env_id, env.num_envs, env.device
-        self.single_observation_space, self.single_action_space = env.single_observation_space, env.single_action_space
-        self.max_episode_steps = env.max_episode_steps
-        if hasattr(env, "autoreset_states"):   # a native env: envs.rollout draws its autoreset states
-            self.autoreset_states = env.autoreset_states
-
-    def reset(self, seed=None, group_size=1):
-        self.obs = self.env.reset(seed=seed, group_size=group_size)
-        return self.obs
-
-    def step(self, actions, **kwargs):
-        obs, reward, term, trunc, info = self.env.step(actions, **kwargs)
-        ended = term | trunc
-        success = self.task.success(obs, reward, term, trunc, info) & ended
-        if self.reward == "outcome":
-            reward = success.float()
-        else:
-            reward = self.task.shaped(self.obs, obs, reward, term, trunc, info).float()
-        self.obs = obs
-        return obs, reward, term, trunc, {**info, "success": success}
-
-    def close(self):
-        self.env.close()
-
-
-def make(name: str, num_envs: int, device: str = "cpu", seed: int = 0, reward: str = "outcome",
-         backend: str = "auto", horizon: int = 0) -> OutcomeEnv:
-    """B copies of a task, cut at its horizon H (or `horizon`, for tiny tests), with the outcome (or
-    shaped) reward."""
-    task = get(name)
-    env = envs.make_env(task.env_id, num_envs, device=device, seed=seed, backend=backend,
-                        max_episode_steps=horizon or task.horizon)
-    if task.goal_position is not None:   # the paper's MountainCar flag is at x >= 0.45 (gymnasium's: 0.5)
-        for copy in (env.env.envs if isinstance(env, envs.GymVectorEnv) else [env]):
-            getattr(copy, "unwrapped", copy).goal_position = task.goal_position
-    return OutcomeEnv(task, env, reward)
 
 
 # ================================================================================================
@@ -204,13 +41,12 @@ def make(name: str, num_envs: int, device: str = "cpu", seed: int = 0, reward: s
 # ================================================================================================
 def load_actor(path: str, task_name: str | None = None, device: str = "cpu"):
     """The actor of a checkpoint written by sppo.py or by `sft` -> (actor, sppo.Args it was trained with)."""
-    import sppo
     ckpt = read_checkpoint(path, ("args", "actor"))
     saved = sppo.saved_args(ckpt, path)
     name = task_name or saved.task
     if not name:
         raise ConfigError(f"checkpoint {path} was not trained on a task; pass --task")
-    env = make(name, 1)
+    env = make_task(name, 1)
     actor = sppo.Actor(env.single_observation_space.shape[0], env.single_action_space, saved.hidden).to(device)
     try:
         actor.load_state_dict(ckpt["actor"])
@@ -226,7 +62,7 @@ def success_rate(actor, task_name: str, episodes: int, seed: int = 0, batch: int
     wins, done, k = 0, 0, 0
     while done < episodes:
         b = min(batch, episodes - done)
-        env = make(task_name, b, device=device, seed=seed + k)
+        env = make_task(task_name, b, device=device, seed=seed + k)
         wins += int(envs.rollout(env, actor.act, seed=seed * 7919 + k).success.sum())
         done, k = done + b, k + 1
     return wins / episodes
@@ -237,8 +73,7 @@ def sft(task_name: str, expert_path: str | None, out: str, seed: int = 0, demos:
     """Behaviour cloning on the expert's successful episodes: maximise log pi(a|s) of their actions.
     expert_path None: the task's classical controller. Returns what it measured; writes a checkpoint
     that sppo.py --init (and load_actor) reads."""
-    import sppo
-    task = get(task_name)
+    task = get_task(task_name)
     demos, bc_steps = demos or task.demos, bc_steps or task.bc_steps
     if expert_path is None:
         if task.controller is None:
@@ -248,7 +83,7 @@ def sft(task_name: str, expert_path: str | None, out: str, seed: int = 0, demos:
         expert, expert_args = load_actor(expert_path, task_name)
     torch.manual_seed(seed)
     # collect successful episodes, B at a time, until there are `demos` of them
-    env = make(task_name, 32)   # rollout() reseeds it: each batch's initial states come from its own seed
+    env = make_task(task_name, 32)   # rollout() reseeds it: each batch's initial states come from its own seed
     obs, actions, found, tried = [], [], 0, 0
     while found < demos:
         if tried >= 50 * demos:
@@ -281,8 +116,7 @@ def sft(task_name: str, expert_path: str | None, out: str, seed: int = 0, demos:
 def expert(task_name: str, out: str, seed: int = 1, total_steps: int = 0) -> dict:
     """Stage 1: sppo.py's PPO on the task's shaped reward, with the task's expert settings. The run
     lives in runs/expert-<task>-<seed>/; its policy is copied to `out` with its measured success rate."""
-    import sppo
-    task = get(task_name)
+    task = get_task(task_name)
     settings = {**task.expert, **({"total_steps": total_steps} if total_steps else {})}
     args = sppo.Args(task=task_name, reward="shaped", seed=seed, run_name=f"expert-{task_name}-{seed}", **settings)
     run = os.path.join("runs", args.run_name, "model.pt")
@@ -304,7 +138,7 @@ def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: i
     import gymnasium as gym
     from PIL import Image
     actor, args = load_actor(path, task_name)
-    task = get(args.task)
+    task = get_task(args.task)
     if "DISPLAY" not in os.environ:   # MuJoCo (Hopper) renders off-screen through EGL on a machine without a display
         os.environ.setdefault("MUJOCO_GL", "egl")
     try:
@@ -352,8 +186,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"{a.stage} needs --checkpoint (a model.pt of sppo.py or an SFT checkpoint)")
         if a.episodes < 1:
             raise ConfigError(f"--episodes must be a positive integer, got {a.episodes}")
-        if a.stage == "expert" and get(a.task).controller is not None:
-            print(f"{a.task}'s expert is a classical controller ({get(a.task).controller.__name__}): "
+        if a.stage == "expert" and get_task(a.task).controller is not None:
+            print(f"{a.task}'s expert is a classical controller ({get_task(a.task).controller.__name__}): "
                   f"nothing to train; run python control_tasks.py sft --task {a.task}")
         elif a.stage == "expert":
             out = a.out or os.path.join("checkpoints", f"{a.task}-expert.pt")
@@ -361,7 +195,7 @@ def main(argv=None) -> int:
             print(f"expert for {a.task}: success rate {info['success_rate']:.1%} over 200 episodes; saved {out}")
         elif a.stage == "sft":
             out = a.out or os.path.join("checkpoints", f"{a.task}-sft.pt")
-            default = None if get(a.task).controller else os.path.join("checkpoints", f"{a.task}-expert.pt")
+            default = None if get_task(a.task).controller else os.path.join("checkpoints", f"{a.task}-expert.pt")
             info = sft(a.task, a.expert or default, out, seed=a.seed,
                        eval_episodes=a.episodes)
             print(f"SFT policy for {a.task}: success rate {info['success_rate']:.1%} over {a.episodes} episodes "

@@ -4,13 +4,14 @@ The control loop of sppo.py, with a language model in the env's place: the promp
 (control: s0), the response is the action (control: the episode), each token is a step, and the reward
 is 1 if the response's final number is right. A critic that reads ONLY the prompt predicts
 V(prompt) = P(correct), and every response token gets the same advantage A = R - V(prompt). The
-advantage estimators and the clipped loss are imported from sppo.py -- the very functions that solve
-CartPole; only the rollout (sampling text) and the networks (transformers) are new here.
+advantage estimators and the clipped loss are imported from objective.py -- the very functions that
+solve CartPole in sppo.py; only the rollout (sampling text) and the networks (transformers) are new here.
 
-    --algo sppo   A = R - V(prompt)              one response per prompt, critic reads the prompt
-    --algo ppo    GAE (gamma = lambda = 1) over V(prefix) at every token: A_t = R - V(s_t)
-    --algo grpo   A = (R - mean_group) / std_group   G responses per prompt, no critic
-    --algo rloo   A = R - mean of the other G-1      G responses per prompt, no critic
+    --algo sppo       A = R - V(prompt)              one response per prompt, critic reads the prompt
+    --algo ppo        GAE (gamma = lambda = 1) over V(prefix) at every token: A_t = R - V(s_t)
+    --algo grpo       A = (R - mean_group) / std_group   G responses per prompt, no critic
+    --algo rloo       A = R - mean of the other G-1      G responses per prompt, no critic
+    --algo reinforce  A = R                              no baseline at all
 
 Usage:
     python llm_demo.py                                   # SmolLM2-135M-Instruct, generated word problems, CPU
@@ -23,8 +24,8 @@ Usage:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-import csv
 import dataclasses
 import json
 import os
@@ -38,9 +39,9 @@ import torch
 import llm_models
 import llm_tasks
 from llm_models import Policy, all_reduce_sum, barrier, check_replicas, start_processes, sync_gradients, world
-from runlog import ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, pick_device, read_checkpoint, save_checkpoint
-from sppo import (gae_advantage, grpo_advantage, masked_mean, opt, parse_args, policy_loss, rloo_advantage,
-                  sppo_advantage)
+from objective import ESTIMATORS, Baselines, estimate, masked_mean, outcome_at_end, per_step, policy_loss, standardize
+from runlog import (ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
+                    progress_writer, random_state, read_checkpoint, restore, run_folder, save_checkpoint)
 from value import LMValue
 
 
@@ -55,7 +56,7 @@ class LLMArgs:
     n_train: int = opt(2000, "training problems (arithmetic)")
     n_eval: int = opt(200, "held-out problems scored before and after training")
     data_seed: int = opt(0, "seed of the problem sets (kept apart from --seed: every run is scored on the same problems)")
-    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo")
+    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
     ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint")
     critic: str = opt("small", "critic body: small (the policy's first --critic-layers layers) | same (a full copy)")
     critic_layers: int = opt(4, "layers of the small critic")
@@ -94,7 +95,7 @@ class LLMArgs:
 
 
 def check_args(a: LLMArgs) -> None:
-    check_settings(a, {"algo": ("sppo", "ppo", "grpo", "rloo"), "ratio": ("token", "seq", "joint"),
+    check_settings(a, {"algo": tuple(ESTIMATORS), "ratio": ("token", "seq", "joint"),
                        "critic": ("small", "same"), "dataset": ("arithmetic", "gsm8k"),
                        "dtype": ("auto", "float32", "bfloat16"), "prompt_style": llm_tasks.STYLES,
                        "difficulty": llm_tasks.DIFFICULTIES},
@@ -105,7 +106,7 @@ def check_args(a: LLMArgs) -> None:
         raise ConfigError(f"--dual-clip must be 0 (off) or > 1, got {a.dual_clip}")
     if min(a.kl_coef, a.max_grad_norm, a.threads, a.log_every, a.eval_every) < 0:
         raise ConfigError("--kl-coef, --max-grad-norm, --threads, --log-every and --eval-every must be >= 0")
-    if a.algo in ("grpo", "rloo"):
+    if ESTIMATORS[a.algo].grouped:
         if a.group_size < 2:
             raise ConfigError(f"--algo {a.algo} compares responses to one prompt: --group-size must be >= 2, got {a.group_size}")
         if a.batch_size % a.group_size:
@@ -138,22 +139,23 @@ def rollout(policy: Policy, prompts: list[list[int]], answers: list[str], temper
 
 
 def compute_advantages(a: LLMArgs, batch: Rollout, critic: LMValue | None):
-    """The one place where the algorithms differ (as in sppo.py). Returns (advantages: [B] for the
-    sequence-level estimators, [B, L] per token for ppo; value of each response, for the printout)."""
-    R = batch.rewards
-    if a.algo == "sppo":
-        value = torch.sigmoid(critic.prompt_logit(batch.prompt_ids, batch.prompt_mask).float())   # V(prompt) [B]
-        return sppo_advantage(R, value), value
-    if a.algo == "ppo":
-        # V(s_t) for every response token; the reward R arrives at the last real token; gamma = lambda = 1
-        values = torch.sigmoid(token_value_logits(critic, batch).float()) * batch.response_mask      # [B, L]
-        last = (batch.response_mask.sum(1).long() - 1).clamp(min=0)
-        rewards = torch.zeros_like(values).scatter_(1, last[:, None], R[:, None])
-        adv, _ = gae_advantage(rewards.T, values.T, batch.response_mask.T, torch.zeros_like(R), 1.0, 1.0)
-        return adv.T, values[:, 0]
-    if a.algo == "grpo":
-        return grpo_advantage(R, a.group_size), None
-    return rloo_advantage(R, a.group_size), None
+    """Read what the algorithm's estimator needs (objective.ESTIMATORS, as sppo.py does) off the batch
+    and the critic, then estimate. Returns (advantages: [B] for the sequence-level estimators, [B, L]
+    per token for ppo; the value of each response [B] for the printout, None without a critic)."""
+    needs, R = ESTIMATORS[a.algo], batch.rewards
+    baselines, value = Baselines(group_size=a.group_size), None
+    if needs.critic == "prompt":
+        value = baselines.prompt_value = torch.sigmoid(critic.prompt_logit(batch.prompt_ids, batch.prompt_mask).float())
+    elif needs.critic == "step":
+        # V(s_t) for every response token; the reward R arrives at the last real token; gamma = lambda = 1.
+        # objective.py is time-major: [L, B] = the responses transposed
+        mask = batch.response_mask.T
+        step_values = torch.sigmoid(token_value_logits(critic, batch).float()).T * mask
+        baselines = Baselines(rewards=outcome_at_end(R, mask), step_values=step_values, step_mask=mask,
+                              last_value=torch.zeros_like(R))
+        value = step_values[0]
+    adv = estimate(a.algo, R, baselines)
+    return (adv if adv.dim() == 1 else adv.T), value
 
 
 def token_value_logits(critic: LMValue, batch: Rollout, idx=slice(None)) -> torch.Tensor:
@@ -166,15 +168,14 @@ def token_value_logits(critic: LMValue, batch: Rollout, idx=slice(None)) -> torc
 
 
 # ================================================================================================
-# The update: the clipped loss of sppo.py on [T, B] = responses transposed, in micro-batches.
+# The update: objective.py's clipped loss on [T, B] = responses transposed, in micro-batches.
 # ================================================================================================
 def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Rollout, advantages) -> dict:
     mask = batch.response_mask.float()                                           # [B, L]
     B = mask.shape[0]
-    step_adv = advantages[:, None].expand_as(mask) if advantages.dim() == 1 else advantages
+    step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
     if a.norm_adv:
-        mean = masked_mean(step_adv, mask)
-        step_adv = (step_adv - mean) / (masked_mean((step_adv - mean) ** 2, mask).sqrt() + 1e-8)
+        step_adv = standardize(step_adv, mask)
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.
     one_pass = a.epochs == 1 and a.minibatches == 1
@@ -196,7 +197,7 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                 logp, entropy = policy.response_logp(*micro_inputs(batch, idx), a.temperature)     # [b, L], grad
                 m, share = mask[idx], mask[idx].sum() / tokens          # this micro-batch's share of the tokens
                 old = logp.detach() if one_pass else logp_old[idx]
-                # sppo.py's loss on the [T, B] layout: time first, one column per response
+                # the clipped loss of objective.py on the [T, B] layout: time first, one column per response
                 pg_loss, stats = policy_loss(logp.T, old.T, step_adv[idx].T, m.T, a.ratio, a.clip_eps, a.dual_clip)
                 loss = pg_loss
                 kl_ref = torch.zeros(())
@@ -205,7 +206,7 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                     kl_ref = masked_mean(d.exp() - d - 1, m)
                     loss = loss + a.kl_coef * kl_ref
                 value_loss = critic_loss(a, critic, batch, idx, m) if critic is not None else torch.zeros(())
-                value_share = share if a.algo == "ppo" else len(idx) / responses   # V(prompt): one per response
+                value_share = share if ESTIMATORS[a.algo].critic == "step" else len(idx) / responses   # V(prompt): one per response
                 (loss * share + value_loss * value_share).backward()
                 for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("kl_ref", kl_ref),
                              ("entropy", masked_mean(entropy, m)), *stats.items()):
@@ -224,7 +225,7 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
 def critic_loss(a: LLMArgs, critic: LMValue, batch: Rollout, idx, m) -> torch.Tensor:
     """BCE of V against R: V(prompt) for sppo (one per response), V(s_t) at every real token for ppo."""
     R = batch.rewards[idx]
-    if a.algo == "sppo":
+    if ESTIMATORS[a.algo].critic == "prompt":
         return critic.loss(critic.prompt_logit(batch.prompt_ids[idx], batch.prompt_mask[idx]).float(), R).mean()
     logits = token_value_logits(critic, batch, idx).float()
     return masked_mean(critic.loss(logits, R[:, None].expand_as(logits)), m)
@@ -264,7 +265,7 @@ def evaluate(a: LLMArgs, policy: Policy, prompts, answers, critic=None, chunk: i
     pass_rate, greedy = torch.cat(sampled), torch.cat(greedy)
     out = {"avg_at_k": float(pass_rate.mean()), "k": k, "greedy": float(greedy.mean()), "n": n,
            "sampled_tokens": tokens, "pass_rate": pass_rate.tolist()}
-    if critic is not None and a.algo in ("sppo", "ppo"):
+    if critic is not None:
         values = torch.cat([torch.sigmoid(critic.prompt_logit(*policy.left_pad(prompts[i:i + chunk])).float()).cpu()
                             for i in range(0, n, chunk)])
         out.update(values=values.tolist(), pearson=correlation(values, pass_rate),
@@ -294,6 +295,227 @@ def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 # ================================================================================================
 COLUMNS = ["step", "responses", "gen_tokens", "wall_time", "reward", "value", "policy_loss", "value_loss", "entropy",
            "approx_kl", "clip_frac", "kl_ref", "adv_std", "response_len", "gen_tokens_per_s", "peak_mem_gb"]
+
+
+def train(a: LLMArgs) -> int:
+    """The whole run: set up, learn, finish. Returns the exit code (0 done, 130 interrupted)."""
+    run = setup(a)
+    return finish(run, learn(run))
+
+
+def learn(run: "Run") -> str:
+    """The RL loop, one step per batch: sample -> reward -> advantage -> update -> log. Returns how it ended."""
+    a, policy, critic = run.a, run.policy, run.critic
+    status = "done"
+    with run.logging():
+        try:
+            while run.progress["step"] < a.steps:
+                prompts, answers = run.step_prompts()      # this step's prompts (G copies each for groups)
+                with run.amp():
+                    t_gen = time.perf_counter()
+                    batch = rollout(policy, prompts, answers, a.temperature, a.max_new_tokens)   # sample, reward
+                    gen_s = time.perf_counter() - t_gen
+                    with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
+                        advantages, value = compute_advantages(a, batch, critic)
+                    row = update(a, policy, critic, run.reference, run.optimizer, batch, advantages)
+                run.log_step(batch, advantages, value, row, gen_s)
+                if run.stop_requested():
+                    status = "interrupted (Ctrl-C)"
+                    break
+            run.save()
+        except KeyboardInterrupt:
+            status = f"stopped (second Ctrl-C); {run.ckpt_path} holds the last checkpoint"
+    return status
+
+
+# ================================================================================================
+# Plumbing: set-up, logging, checkpoints, several processes. Nothing here changes the algorithm.
+# ================================================================================================
+@dataclass
+class Run:
+    """What a training run holds between steps: its settings, networks, data, progress and folder."""
+    a: LLMArgs
+    device: torch.device
+    dtype: torch.dtype
+    rank: int
+    n_proc: int
+    policy: Policy
+    critic: LMValue | None
+    reference: Policy | None
+    optimizer: torch.optim.Optimizer
+    train_prompts: list
+    train_answers: list
+    eval_prompts: list
+    eval_answers: list
+    progress: dict
+    run_dir: str
+    load_s: float
+    resumed: bool
+
+    @property
+    def is_main(self) -> bool:   # the one process that evaluates, logs and saves
+        return self.rank == 0
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.run_dir, "model.pt")
+
+    @property
+    def csv_path(self) -> str:
+        return os.path.join(self.run_dir, "progress.csv")
+
+    def amp(self):
+        """Mixed precision: float32 master weights (an Adam step of lr * ~1 on a bfloat16 weight would
+        round away), matrix products in bfloat16 under autocast."""
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def say(self, *args, **kw) -> None:
+        if self.is_main:
+            print(*args, **kw)
+
+    def save(self) -> None:
+        if self.is_main:
+            save_checkpoint(self.ckpt_path, args=dataclasses.asdict(self.a), policy=self.policy.model.state_dict(),
+                            critic=None if self.critic is None else self.critic.state_dict(),
+                            optimizer=self.optimizer.state_dict(), progress=self.progress, **random_state(self.device))
+
+    def evaluate(self) -> dict:
+        with self.amp():
+            return evaluate(self.a, self.policy, self.eval_prompts, self.eval_answers, self.critic)
+
+    def record(self, ev: dict) -> None:   # one point of the held-out curve: accuracy against time and tokens
+        self.progress["evals"].append({**{k: self.progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
+                                       "avg_at_k": ev["avg_at_k"], "greedy": ev["greedy"]})
+
+    def step_prompts(self):
+        """This step's prompts and answers, drawn from the step's own seed (so --resume replays the same
+        run): batch-size / G prompts, each repeated G times in a row, this process's share of them."""
+        group = self.a.group_size if ESTIMATORS[self.a.algo].grouped else 1
+        rng = np.random.default_rng(self.a.seed * 1_000_003 + self.progress["step"])
+        pick = rng.choice(len(self.train_prompts), size=self.a.batch_size // group, replace=False)
+        pick = [i for i in pick for _ in range(group)]            # G consecutive copies of each prompt
+        share = len(pick) // self.n_proc
+        pick = pick[self.rank * share:(self.rank + 1) * share]    # this process's prompts (whole groups)
+        return [self.train_prompts[i] for i in pick], [self.train_answers[i] for i in pick]
+
+    @contextlib.contextmanager
+    def logging(self):
+        """The held-out score before training, then progress.csv, the progress bar and Ctrl-C for the loop."""
+        from tqdm import tqdm
+        t0 = time.perf_counter()
+        if self.progress["eval_before"] is None and self.is_main:
+            self.progress["eval_before"] = self.evaluate()
+        barrier()
+        self.before = self.progress["eval_before"] or {"avg_at_k": float("nan"), "greedy": float("nan")}   # rank > 0: unused
+        if not self.progress["evals"]:
+            self.record(self.before)
+        self.say(f"held-out before: Avg@{self.a.eval_k} {self.before['avg_at_k']:.1%}, greedy {self.before['greedy']:.1%} "
+                 f"({len(self.eval_prompts)} problems, {time.perf_counter() - t0:.0f} s)", flush=True)
+        if self.resumed and self.is_main:
+            keep_rows_up_to(self.csv_path, self.progress["step"], COLUMNS, key="step")
+        self.start = time.perf_counter() - self.progress["wall_time"]   # the training clock
+        self.stop = StopOnCtrlC()
+        with self.stop, open(self.csv_path if self.is_main else os.devnull, "a", newline="") as f, \
+                tqdm(total=self.a.steps, initial=self.progress["step"], unit="step", disable=None if self.is_main else True) as bar:
+            self.csv, self.writer, self.bar = f, progress_writer(f, COLUMNS), bar
+            yield
+
+    def log_step(self, batch: Rollout, advantages, value, row: dict, gen_s: float) -> None:
+        """Count the step, write its progress.csv row, show samples, score the held-out set every
+        --eval-every steps and checkpoint every --save-every."""
+        a, progress = self.a, self.progress
+        # totals over all processes: [correct responses, responses, generated tokens]
+        total = all_reduce_sum(torch.tensor([float(batch.rewards.sum()), len(batch.texts), float(batch.response_mask.sum())],
+                                            dtype=torch.float64, device=self.device))
+        new_tokens = int(total[2])
+        progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
+                        gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - self.start)
+        row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
+                   reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
+                   adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()),
+                   response_len=new_tokens / float(total[1]),
+                   gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(self.device))
+        self.writer.writerow(row)
+        self.csv.flush()
+        self.bar.update(1)
+        self.bar.set_postfix(reward=f"{row['reward']:.2f}", len=f"{row['response_len']:.0f}")
+        if self.is_main and a.log_every and progress["step"] % a.log_every == 0:
+            show_samples(self.bar, batch, advantages, value)
+        if self.is_main and a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
+            t_eval = time.perf_counter()
+            self.record(self.evaluate())
+            self.start += time.perf_counter() - t_eval     # scoring does not run the training clock
+            self.bar.write(f"  step {progress['step']}: held-out Avg@{a.eval_k} {progress['evals'][-1]['avg_at_k']:.1%}")
+        barrier()
+        if progress["step"] % a.save_every == 0:
+            self.save()
+
+    def stop_requested(self) -> bool:   # all processes stop together
+        return bool(all_reduce_sum(torch.tensor(float(self.stop.requested), device=self.device)) > 0)
+
+
+def setup(a: LLMArgs) -> Run:
+    """Settings, processes, data, the policy, its critic (and reference), the optimizer; or all of them
+    as a checkpoint left them (--resume). Every check that needs no model runs before the model loads."""
+    check_args(a)
+    ckpt = read_checkpoint(a.resume, ("args", "policy", "optimizer", "progress", "rng")) if a.resume else None
+    if ckpt is not None:   # the saved settings; only the budget and the device may change
+        try:
+            saved = LLMArgs(**ckpt["args"])   # --device left at auto keeps the run where it was (a CPU run on a
+            # GPU machine must not move to CUDA and bf16 on --resume); an explicit --device moves it
+            a = dataclasses.replace(saved, steps=a.steps, device=saved.device if a.device == "auto" else a.device,
+                                    resume=a.resume)
+        except TypeError:
+            raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
+    device = pick_device(start_processes(a.device))   # several processes under torchrun: one per device
+    rank, n_proc = world()
+    group = a.group_size if ESTIMATORS[a.algo].grouped else 1
+    if (a.batch_size // group) % n_proc:
+        raise ConfigError(f"{a.batch_size // group} prompts per step cannot be shared by {n_proc} processes; "
+                          "make --batch-size / group size a multiple of the number of processes")
+    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
+             "float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed + 100_003 * rank)   # each process samples its own responses
+    run_dir = run_folder(a.resume, a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}")
+
+    train_set, eval_set = load_problems(a)   # data first: a bad file fails before the model loads
+    t_load = time.perf_counter()
+    policy = llm_models.load(a.model, device, torch.float32)
+    train_prompts, train_answers = encode_problems(a, policy, train_set, "training")
+    eval_prompts, eval_answers = encode_problems(a, policy, eval_set, "held-out")
+    if a.grad_checkpointing:
+        enable = getattr(policy.model, "activation_checkpointing_enable", None) or policy.model.gradient_checkpointing_enable
+        enable()   # transformers 5 renamed it
+    reference = None
+    if a.kl_coef > 0:   # a frozen copy of the initial policy for the KL penalty
+        reference = Policy(copy.deepcopy(policy.model).requires_grad_(False), policy.tok, device)
+    critic = None
+    if ESTIMATORS[a.algo].critic is not None:
+        body = llm_models.critic_body(policy.model, a.critic, a.critic_layers)
+        critic = LMValue(body, policy.model.config.hidden_size).to(device)
+    groups = [{"params": policy.model.parameters(), "lr": a.lr}]
+    if critic is not None:
+        groups += [{"params": [w for w in critic.body.parameters() if w.requires_grad], "lr": a.critic_lr},
+                   {"params": critic.head.parameters(), "lr": a.critic_head_lr}]
+    # fused: one vectorised pass over each weight; PyTorch's default Adam on a CPU runs seven elementwise
+    # operations one after another, 4-8x slower on the default model (benchmarks/llm.py --adam: 0.4-0.8 s vs 0.1 s)
+    optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
+    progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
+    if ckpt is not None:
+        progress = restore(ckpt, a.resume, device, optimizer, {"policy": policy.model, "critic": critic}, progress)
+    run = Run(a, device, dtype, rank, n_proc, policy, critic, reference, optimizer, train_prompts, train_answers,
+              eval_prompts, eval_answers, progress, run_dir, time.perf_counter() - t_load, ckpt is not None)
+    if run.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+    n_params = lambda net, trained=False: sum(p.numel() for p in net.parameters()
+                                              if p.requires_grad or not trained) if net is not None else 0
+    run.say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
+            f"{n_params(critic) / 1e6:.0f}M ({n_params(critic, True) / 1e6:.0f}M trained); {len(train_set)} training and "
+            f"{len(eval_set)} held-out problems; loaded in {run.load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""),
+            flush=True)
+    return run
 
 
 def load_problems(a: LLMArgs):
@@ -334,191 +556,36 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
 
 
-def train(a: LLMArgs) -> int:
-    check_args(a)
-    ckpt = read_checkpoint(a.resume, ("args", "policy", "optimizer", "progress", "rng")) if a.resume else None
-    if ckpt is not None:   # the saved settings; only the budget and the device may change
-        try:
-            saved = LLMArgs(**ckpt["args"])   # --device left at auto keeps the run where it was (a CPU run on a
-            # GPU machine must not move to CUDA and bf16 on --resume); an explicit --device moves it
-            a = dataclasses.replace(saved, steps=a.steps, device=saved.device if a.device == "auto" else a.device,
-                                    resume=a.resume)
-        except TypeError:
-            raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
-    device = pick_device(start_processes(a.device))   # several processes under torchrun: one per device
-    rank, n_proc = world()
-    is_main = rank == 0                               # the one process that evaluates, logs and saves
-    group = a.group_size if a.algo in ("grpo", "rloo") else 1
-    if (a.batch_size // group) % n_proc:
-        raise ConfigError(f"{a.batch_size // group} prompts per step cannot be shared by {n_proc} processes; "
-                          "make --batch-size / group size a multiple of the number of processes")
-    dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
-             "float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
-    # mixed precision: float32 master weights (an Adam step of lr * ~1 on a bfloat16 weight would round
-    # away), matrix products in bfloat16 under autocast
-    amp = lambda: torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed + 100_003 * rank)   # each process samples its own responses
-    run_dir = (os.path.dirname(os.path.abspath(a.resume)) if ckpt else
-               os.path.join("runs", a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}"))
-    if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
-        raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
-
-    train_set, eval_set = load_problems(a)   # data first: a bad file fails before the model loads
-    t_load = time.perf_counter()
-    policy = llm_models.load(a.model, device, torch.float32)
-    train_prompts, train_answers = encode_problems(a, policy, train_set, "training")
-    eval_prompts, eval_answers = encode_problems(a, policy, eval_set, "held-out")
-    if a.grad_checkpointing:
-        enable = getattr(policy.model, "activation_checkpointing_enable", None) or policy.model.gradient_checkpointing_enable
-        enable()   # transformers 5 renamed it
-    reference = None
-    if a.kl_coef > 0:   # a frozen copy of the initial policy for the KL penalty
-        reference = Policy(copy.deepcopy(policy.model).requires_grad_(False), policy.tok, device)
-    critic = None
-    if a.algo in ("sppo", "ppo"):
-        body = llm_models.critic_body(policy.model, a.critic, a.critic_layers)
-        critic = LMValue(body, policy.model.config.hidden_size).to(device)
-    groups = [{"params": policy.model.parameters(), "lr": a.lr}]
-    if critic is not None:
-        groups += [{"params": [w for w in critic.body.parameters() if w.requires_grad], "lr": a.critic_lr},
-                   {"params": critic.head.parameters(), "lr": a.critic_head_lr}]
-    # fused: one vectorised pass over each weight; PyTorch's default Adam on a CPU runs seven elementwise
-    # operations one after another, 4-8x slower on the default model (benchmarks/llm.py --adam: 0.4-0.8 s vs 0.1 s)
-    optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
-    progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
-    if ckpt is not None:
-        try:
-            policy.model.load_state_dict(ckpt["policy"])
-            if critic is not None:
-                critic.load_state_dict(ckpt["critic"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"])
-            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-            progress = {k: ckpt["progress"][k] for k in progress}
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"checkpoint {a.resume} does not fit its own settings ({type(e).__name__}); "
-                              "it is damaged: start a new run") from None
-    load_s = time.perf_counter() - t_load
-    if is_main:
-        os.makedirs(run_dir, exist_ok=True)
-    ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
-    n_params = lambda net, trained=False: sum(p.numel() for p in net.parameters()
-                                              if p.requires_grad or not trained) if net is not None else 0
-    say = print if is_main else (lambda *args, **kw: None)
-    say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
-          f"{n_params(critic) / 1e6:.0f}M ({n_params(critic, True) / 1e6:.0f}M trained); {len(train_set)} training and {len(eval_set)} held-out problems; "
-          f"loaded in {load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""), flush=True)
-
-    def save():
-        if not is_main:
-            return
-        save_checkpoint(ckpt_path, args=dataclasses.asdict(a), policy=policy.model.state_dict(),
-                        critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
-                        progress=progress, rng=torch.get_rng_state(),
-                        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
-
-    from tqdm import tqdm
-    t0 = time.perf_counter()
-    if progress["eval_before"] is None and is_main:
-        with amp():
-            progress["eval_before"] = evaluate(a, policy, eval_prompts, eval_answers, critic)
-    barrier()
-    before = progress["eval_before"] or {"avg_at_k": float("nan"), "greedy": float("nan")}   # rank > 0: unused
-
-    def record(ev: dict) -> None:   # one point of the held-out curve: accuracy against time and tokens
-        progress["evals"].append({**{k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
-                                  "avg_at_k": ev["avg_at_k"], "greedy": ev["greedy"]})
-
-    if not progress["evals"]:
-        record(before)
-    say(f"held-out before: Avg@{a.eval_k} {before['avg_at_k']:.1%}, greedy {before['greedy']:.1%} "
-          f"({len(eval_set)} problems, {time.perf_counter() - t0:.0f} s)", flush=True)
-    if ckpt is not None and is_main:
-        keep_rows_up_to(csv_path, progress["step"], COLUMNS, key="step")
-    status, start = "done", time.perf_counter() - progress["wall_time"]
-    stop = StopOnCtrlC()
-    with stop, open(csv_path if is_main else os.devnull, "a", newline="") as f, \
-            tqdm(total=a.steps, initial=progress["step"], unit="step", disable=None if is_main else True) as bar:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if f.tell() == 0:
-            writer.writeheader()
-        try:
-            while progress["step"] < a.steps:
-                # each step's prompts come from its own seed, so --resume replays the same run
-                rng = np.random.default_rng(a.seed * 1_000_003 + progress["step"])
-                pick = rng.choice(len(train_prompts), size=a.batch_size // group, replace=False)
-                pick = [i for i in pick for _ in range(group)]            # G consecutive copies of each prompt
-                share = len(pick) // n_proc
-                pick = pick[rank * share:(rank + 1) * share]              # this process's prompts (whole groups)
-                t_gen = time.perf_counter()
-                with amp():
-                    batch = rollout(policy, [train_prompts[i] for i in pick], [train_answers[i] for i in pick],
-                                    a.temperature, a.max_new_tokens)
-                    gen_s = time.perf_counter() - t_gen
-                    with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
-                        advantages, value = compute_advantages(a, batch, critic)
-                    row = update(a, policy, critic, reference, optimizer, batch, advantages)
-                # totals over all processes: [correct responses, responses, generated tokens]
-                total = all_reduce_sum(torch.tensor([float(batch.rewards.sum()), len(pick), float(batch.response_mask.sum())],
-                                                    dtype=torch.float64, device=device))
-                new_tokens = int(total[2])
-                progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
-                                gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - start)
-                row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
-                           reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
-                           adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()),
-                           response_len=new_tokens / float(total[1]),
-                           gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(device))
-                writer.writerow(row)
-                f.flush()
-                bar.update(1)
-                bar.set_postfix(reward=f"{row['reward']:.2f}", len=f"{row['response_len']:.0f}")
-                if is_main and a.log_every and progress["step"] % a.log_every == 0:
-                    show_samples(bar, batch, advantages, value)
-                if is_main and a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
-                    t_eval = time.perf_counter()
-                    with amp():
-                        record(evaluate(a, policy, eval_prompts, eval_answers, critic))
-                    start += time.perf_counter() - t_eval     # scoring does not run the training clock
-                    bar.write(f"  step {progress['step']}: held-out Avg@{a.eval_k} {progress['evals'][-1]['avg_at_k']:.1%}")
-                barrier()
-                if progress["step"] % a.save_every == 0:
-                    save()
-                if all_reduce_sum(torch.tensor(float(stop.requested), device=device)) > 0:   # all stop together
-                    status = "interrupted (Ctrl-C)"
-                    break
-            save()
-        except KeyboardInterrupt:
-            status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
-    check_replicas(policy.model, critic)
-    if not is_main:
+def finish(run: Run, status: str) -> int:
+    """The learning curve, the held-out score after training, the policy and results.json; the summary line."""
+    a, progress = run.a, run.progress
+    check_replicas(run.policy.model, run.critic)
+    if not run.is_main:
         return 0
-    plot(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{a.algo} on {a.model}")
+    plot_progress(run.csv_path, os.path.join(run.run_dir, "learning_curve.png"), f"{a.algo} on {a.model}", x="gen_tokens",
+                  curves=[("reward", "reward (training samples)"), ("value", "mean V(prompt)")], ylabel="fraction correct",
+                  unit_range=True)
     if status.startswith(("interrupted", "stopped")):
-        print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {ckpt_path}")
+        print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {run.ckpt_path}")
         return 130
-    optimizer.zero_grad(set_to_none=True)   # the last step's gradients are not needed to score the policy
+    run.optimizer.zero_grad(set_to_none=True)   # the last step's gradients are not needed to score the policy
     t_eval = time.perf_counter()
-    with amp():
-        after = evaluate(a, policy, eval_prompts, eval_answers, critic)
+    before, after = run.before, run.evaluate()
     eval_s = time.perf_counter() - t_eval
-    record(after)
-    policy.save(os.path.join(run_dir, "policy"))
+    run.record(after)
+    run.policy.save(os.path.join(run.run_dir, "policy"))
     results = {"args": dataclasses.asdict(a), "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
                "greedy_before": before["greedy"], "greedy_after": after["greedy"], "eval_before": before,
-               "eval_after": after, "train_wall_s": progress["wall_time"], "eval_after_s": eval_s, "load_s": load_s,
+               "eval_after": after, "train_wall_s": progress["wall_time"], "eval_after_s": eval_s, "load_s": run.load_s,
                "gen_tokens": progress["gen_tokens"], "responses": progress["responses"],
-               "peak_mem_gb": peak_memory_gb(device), "critic_pearson": after.get("pearson"),
+               "peak_mem_gb": peak_memory_gb(run.device), "critic_pearson": after.get("pearson"),
                "critic_spearman": after.get("spearman"), "eval_curve": progress["evals"]}
-    with open(os.path.join(run_dir, "results.json"), "w") as f:
+    with open(os.path.join(run.run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     calib = f"; critic calibration Pearson {after['pearson']:.2f}, Spearman {after['spearman']:.2f}" if "pearson" in after else ""
     print(f"{a.algo}: held-out Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%} (greedy "
           f"{before['greedy']:.1%} -> {after['greedy']:.1%}) after {progress['step']} steps, {progress['responses']} "
-          f"responses, {progress['wall_time']:.0f} s of training{calib}; saved {run_dir}")
+          f"responses, {progress['wall_time']:.0f} s of training{calib}; saved {run.run_dir}")
     return 0
 
 
@@ -528,27 +595,6 @@ def show_samples(bar, batch: Rollout, advantages, value, n: int = 2) -> None:
         A = advantages[i] if advantages.dim() == 1 else advantages[i, 0]
         v = "" if value is None else f" V={float(value[i]):.2f}"
         bar.write(f"  R={float(batch.rewards[i]):.0f}{v} A={float(A):+.2f} | {batch.texts[i][:100]!r}")
-
-
-def plot(csv_path: str, png_path: str, title: str) -> None:
-    """Reward of the sampled responses (and V where there is a critic) against generated tokens."""
-    # a Figure without pyplot writes the PNG without touching the process's backend (a notebook
-    # calling train() keeps drawing inline)
-    from matplotlib.figure import Figure
-    with open(csv_path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return
-    x = [int(r["gen_tokens"]) for r in rows]
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    ax.plot(x, [float(r["reward"]) for r in rows], marker=".", label="reward (training samples)")
-    if rows[0]["value"] != "":
-        ax.plot(x, [float(r["value"]) for r in rows], marker=".", label="mean V(prompt)")
-    ax.set_xlabel("generated tokens"), ax.set_ylabel("fraction correct"), ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title), ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
-"""Run folders: checkpoints, progress.csv, the learning curve, Ctrl-C, devices. Pure plumbing, shared by
-the trainers, so that sppo.py can tell the algorithm's story without it.
+"""Run folders: settings and the command line, checkpoints, progress.csv, the learning curve, Ctrl-C,
+devices. Pure plumbing, shared by the trainers (sppo.py, llm_demo.py), so that they can tell the
+algorithm's story without it.
 
 Promises kept here (and tested through sppo.py):
   * a checkpoint is written to a temporary file and renamed, so it is never half-written;
@@ -9,7 +10,9 @@ Promises kept here (and tested through sppo.py):
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import os
 import signal
 import sys
@@ -19,6 +22,24 @@ import torch
 
 class ConfigError(ValueError):
     """Impossible settings or unusable files: reported as one line, exit code 2."""
+
+
+def opt(default, help):
+    """A settings field with its help string beside it (the command line is generated from them)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def parse_args(argv, cls, description: str | None = None):
+    """The command line generated from a settings dataclass (sppo.py's Args, llm_demo.py's LLMArgs), so
+    the defaults and the docs cannot drift apart."""
+    parser = argparse.ArgumentParser(description=description)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, default=f.default, action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, type=eval(f.type), default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
+    return cls(**vars(parser.parse_args(argv)))
 
 
 def pick_device(name: str) -> torch.device:
@@ -103,8 +124,53 @@ def keep_rows_up_to(csv_path: str, last_update: int, columns: list[str], key: st
     os.replace(csv_path + ".tmp", csv_path)
 
 
-def plot_progress(csv_path: str, png_path: str, title: str) -> None:
-    """Mean return (and success rate, where the task has one) against env steps, from progress.csv."""
+def run_folder(resume: str, run_name: str) -> str:
+    """The run's folder: the resumed checkpoint's own, or runs/<run_name> -- refused if a run lives there."""
+    if resume:
+        return os.path.dirname(os.path.abspath(resume))
+    run_dir = os.path.join("runs", run_name)
+    if os.path.exists(os.path.join(run_dir, "model.pt")):
+        raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
+    return run_dir
+
+
+def random_state(device: torch.device) -> dict:
+    """The generators a run samples from, saved with every checkpoint so that --resume replays it."""
+    return {"rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore(ckpt: dict, path: str, device: torch.device, optimizer, nets: dict, progress: dict) -> dict:
+    """Load a checkpoint's weights (nets: checkpoint key -> module, None for absent ones), optimizer and
+    random state; return its progress with the keys of `progress`. A checkpoint whose contents do not
+    fit its own settings is refused as damaged."""
+    try:
+        for key, net in nets.items():
+            if net is not None:
+                net.load_state_dict(ckpt[key])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:   # actions are sampled on the GPU
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+        return {k: ckpt["progress"][k] for k in progress}
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:   # shapes or contents do not fit its settings
+        raise ConfigError(f"checkpoint {path} does not fit its own settings ({type(e).__name__}); "
+                          "it is damaged: start a new run") from None
+
+
+def progress_writer(f, columns: list[str]) -> csv.DictWriter:
+    """progress.csv, opened for appending: the header once, then one row per update."""
+    writer = csv.DictWriter(f, fieldnames=columns)
+    if f.tell() == 0:
+        writer.writeheader()
+    return writer
+
+
+def plot_progress(csv_path: str, png_path: str, title: str, x: str, curves: list[tuple[str, str]], ylabel: str,
+                  twin: tuple[str, str] | None = None, unit_range: bool = False) -> None:
+    """Learning curves from progress.csv: `curves` [(column, label)] on the left axis against column `x`,
+    `twin` (column, label) on a 0..1 right axis; columns left empty (no critic, no success predicate)
+    are not drawn."""
     # a Figure without pyplot writes the PNG without touching the process's backend (a notebook
     # calling train() keeps drawing inline)
     from matplotlib.figure import Figure
@@ -112,15 +178,20 @@ def plot_progress(csv_path: str, png_path: str, title: str) -> None:
         rows = list(csv.DictReader(f))
     if not rows:
         return
-    steps = [int(r["env_steps"]) for r in rows]
+    xs = [int(r[x]) for r in rows]
+    column = lambda name: [float(r[name]) for r in rows]
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    ax.plot(steps, [float(r["mean_return"]) for r in rows], marker=".", label="mean return")
-    ax.set_xlabel("env steps"), ax.set_ylabel("mean episode return"), ax.set_title(title)
-    if rows[0]["success_rate"] != "":
+    for name, label in curves:
+        if rows[0][name] != "":
+            ax.plot(xs, column(name), marker=".", label=label)
+    ax.set_xlabel(x.replace("_", " ")), ax.set_ylabel(ylabel), ax.set_title(title)
+    if unit_range:
+        ax.set_ylim(-0.02, 1.02)
+    if twin is not None and rows[0][twin[0]] != "":
         ax2 = ax.twinx()
-        ax2.plot(steps, [float(r["success_rate"]) for r in rows], marker=".", color="tab:orange", label="success rate")
-        ax2.set_ylabel("success rate"), ax2.set_ylim(-0.02, 1.02)
+        ax2.plot(xs, column(twin[0]), marker=".", color="tab:orange", label=twin[1])
+        ax2.set_ylabel(twin[1]), ax2.set_ylim(-0.02, 1.02)
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88))
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)

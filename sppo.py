@@ -4,7 +4,8 @@ A whole episode is ONE action of a contextual bandit: the initial state s0 is th
 prompt), the episode is the action (LLM: the response), its outcome R is the reward (LLM: 1 if the
 answer is correct), and a learned scalar V(s0) is the baseline. Every step of the episode gets the
 same advantage A = R - V(s0), and the PPO clipped objective trains the policy from one episode per
-context. Switching algorithm below is switching the advantage estimator (and the ratio granularity):
+context. Switching algorithm is switching the advantage estimator (and the ratio granularity); the
+estimators and the clipped loss live in objective.py, which llm_demo.py imports too:
 
     --algo sppo       A_b = R_b - V(s0_b)                        one episode per context
     --algo ppo        GAE over a per-step critic V(s_t)          token-level PPO, one episode per context
@@ -24,37 +25,33 @@ Usage:
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import dataclasses
 import math
 import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-import control_tasks
 import envs
-from runlog import ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, pick_device, plot_progress, read_checkpoint, save_checkpoint
+from objective import (ESTIMATORS, Baselines, estimate, explained_variance, masked_mean, outcome_at_end, per_step, policy_loss,
+                       standardize)
+from runlog import (ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
+                    progress_writer, random_state, read_checkpoint, restore, run_folder, save_checkpoint)
 from value import PromptValue, StepValue, mlp
 
 
 # ================================================================================================
 # Settings: one dataclass; the command line is generated from it, so docs and defaults agree.
 # ================================================================================================
-def opt(default, help):
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class Args:
     env: str = opt("CartPole-v1", "gymnasium id of the environment")
-    task: str = opt("", "a control-benchmark task (control_tasks.py): precision-cartpole | mountaincar | pendulum | "
+    task: str = opt("", "a control-benchmark task (envs.TASKS): precision-cartpole | mountaincar | pendulum | "
                         "lunarlander | hopper; sets --env, the horizon, the 0/1 outcome and the paper's episodes per update")
     init: str = opt("", "start the actor from this checkpoint (an SFT policy of the task, or a model.pt); the critic starts fresh")
     algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
@@ -89,135 +86,6 @@ class Args:
     save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
     run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
     resume: str = opt("", "checkpoint to continue from (its saved settings are used; --total-steps and --device may change)")
-
-
-def parse_args(argv=None, cls=Args, description: str = __doc__.split("\n")[0]):
-    """The command line generated from a settings dataclass (sppo.py's Args, llm_demo.py's LLMArgs)."""
-    parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(cls):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, default=f.default, action=argparse.BooleanOptionalAction, help=f.metadata["help"])
-        else:
-            parser.add_argument(flag, type=eval(f.type), default=f.default, help=f.metadata["help"] + f" (default: {f.default})")
-    return cls(**vars(parser.parse_args(argv)))
-
-
-# ================================================================================================
-# The advantage estimators, side by side. Sequence-level ones return one number per episode [B];
-# the loss broadcasts it to every real step. (LLM: per response, broadcast to every token.)
-# ================================================================================================
-def sppo_advantage(outcome: torch.Tensor, prompt_value: torch.Tensor) -> torch.Tensor:
-    """A_b = R_b - V(s0_b). outcome [B], prompt_value [B] -> [B]. One sample per context: the learned
-    V(s0) replaces the G-sample group mean of GRPO."""
-    return outcome - prompt_value
-
-
-def grpo_advantage(outcome: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """A_b = (R_b - mean_g) / (std_g + eps) over each consecutive group of G episodes that share s0.
-    outcome [B] -> [B]. With a 0/1 outcome and success rate p this is +sqrt((1-p)/p) for a success and
-    -sqrt(p/(1-p)) for a failure: rare successes get large credit. std is the unbiased one (as verl)."""
-    grouped = outcome.view(-1, group_size)
-    return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + eps)).view(-1)
-
-
-def rloo_advantage(outcome: torch.Tensor, group_size: int) -> torch.Tensor:
-    """A_b = R_b - mean of the OTHER G-1 outcomes of its group (leave-one-out: the baseline does not
-    depend on the episode's own outcome, so the gradient stays unbiased). outcome [B] -> [B]."""
-    grouped = outcome.view(-1, group_size)
-    return (grouped - (grouped.sum(1, keepdim=True) - grouped) / (group_size - 1)).view(-1)
-
-
-def reinforce_advantage(outcome: torch.Tensor) -> torch.Tensor:
-    """A_b = R_b: no baseline, so every episode of a good batch is pushed up -- the variance SPPO's
-    V(s0) removes. outcome [B] -> [B]."""
-    return outcome.clone()
-
-
-def gae_advantage(rewards: torch.Tensor, values: torch.Tensor, step_mask: torch.Tensor,
-                  last_value: torch.Tensor, gamma: float, lam: float):
-    """Token-level credit assignment (Schulman et al. 2016), one advantage per step.
-
-    delta_t = r_t + gamma * V(s_{t+1}) - V(s_t);   A_t = sum_l (gamma * lam)^l * delta_{t+l}
-    rewards, values, step_mask [T, B]; last_value [B] = V(state after the last real step), already
-    zero where the episode terminated (no future) and V(s_end) where it was cut by a time limit
-    (the future exists, we just did not see it -- bootstrap). Returns (advantages [T, B], returns
-    [T, B] = advantages + values, the critic's regression target); both are zero on padding.
-    With gamma = lam = 1, A_t = G_t - V(s_t), the Monte-Carlo advantage.
-    """
-    # V(s_{t+1}) while the episode runs, the bootstrap value right after its last real step
-    next_mask = torch.cat([step_mask[1:], torch.zeros_like(step_mask[:1])])
-    next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])
-    next_values = next_mask * next_values + (1 - next_mask) * last_value
-    deltas = rewards + gamma * next_values - values                         # [T, B]
-    # The backward recursion A_t = m_t * (delta_t + gamma * lam * m_{t+1} * A_{t+1}) (m: step_mask) is
-    # a linear recurrence A_t = x_t + c_t * A_{t+1}. A python loop over it costs T tiny steps (20 ms at
-    # T = 1000); recursive doubling solves it in log2(T) vectorised passes: after the pass with shift
-    # k, A_t holds the sum over the next 2k steps of its chain and c_t the product of the 2k
-    # coefficients that link it to what lies beyond. (tests/test_math.py keeps the loop as reference.)
-    advantages = deltas * step_mask                                         # x_t   [T, B]
-    link = gamma * lam * next_mask * step_mask                              # c_t   [T, B], 0 at an episode's end
-    k = 1
-    while k < rewards.shape[0]:
-        # the last k steps have nothing k steps ahead of them: they stay as they are
-        advantages = torch.cat([advantages[:-k] + link[:-k] * advantages[k:], advantages[-k:]])
-        link = torch.cat([link[:-k] * link[k:], link[-k:]])
-        k *= 2
-    return advantages, (advantages + values) * step_mask
-
-
-# ================================================================================================
-# The loss: PPO's clipped surrogate over real steps, at three ratio granularities.
-# ================================================================================================
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over real steps only ("token-mean"): padding after an episode ends never leaks in."""
-    return (x * mask).sum() / mask.sum().clamp(min=1)
-
-
-def log_ratio(logp: torch.Tensor, logp_old: torch.Tensor, step_mask: torch.Tensor, ratio: str) -> torch.Tensor:
-    """log rho [T, B] at the chosen granularity (all inputs [T, B]).
-
-    token: log rho_t = log pi(a_t|s_t) - log pi_old(a_t|s_t), each step clipped on its own (paper Eq. 3)
-    seq:   log rho   = mean_t of the token log-ratios (geometric mean, as GSPO), one per episode
-    joint: log rho   = sum_t of the token log-ratios = log pi(episode)/pi_old(episode) (transition
-           probabilities cancel), one per episode; it leaves [1-eps, 1+eps] as soon as the policy moves.
-    For seq and joint the VALUE is the sequence's ratio (it decides clipping for all its steps) while
-    the GRADIENT flows through each step's own log-prob: d rho/d theta = rho * grad log pi(a_t|s_t).
-    Summed over the episode that is rho * grad log pi(episode) -- the exact policy gradient at rho = 1.
-    """
-    step_log_ratio = (logp - logp_old) * step_mask
-    if ratio == "token":
-        return step_log_ratio
-    seq_log_ratio = step_log_ratio.sum(0)
-    if ratio == "seq":
-        seq_log_ratio = seq_log_ratio / step_mask.sum(0).clamp(min=1)
-    # value: the sequence's ratio on each of its real steps; gradient: each step's own log-prob
-    return (seq_log_ratio.detach() + logp - logp.detach()) * step_mask
-
-
-def policy_loss(logp, logp_old, advantages, step_mask, ratio="token", clip_eps=0.2, dual_clip=3.0):
-    """L = - token-mean of min(rho * A, clip(rho, 1-eps, 1+eps) * A), with dual-clip for A < 0.
-
-    logp, logp_old, step_mask [T, B]; advantages [T, B] or [B] (a sequence advantage, broadcast).
-    Dual clip (Ye et al. 2020, kept by the official code): for A < 0 the surrogate is also bounded
-    below by c * A, so one very unlikely old action cannot produce an unbounded loss.
-    Returns (loss, stats) with clip_frac (share of real steps whose ratio lies outside [1-eps, 1+eps],
-    CleanRL's definition: the min may still pick the unclipped term there) and approx_kl
-    (mean of (rho_t - 1) - log rho_t over real steps, always with token ratios: a pure diagnostic).
-    """
-    if advantages.dim() == 1:
-        advantages = advantages.expand_as(logp)
-    log_rho = log_ratio(logp, logp_old, step_mask, ratio)
-    rho = log_rho.exp()
-    surrogate = torch.min(rho * advantages, rho.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
-    if dual_clip > 0:
-        surrogate = torch.where(advantages < 0, torch.max(surrogate, dual_clip * advantages), surrogate)
-    loss = -masked_mean(surrogate, step_mask)
-    with torch.no_grad():
-        token_log_rho = (logp - logp_old) * step_mask
-        stats = {"clip_frac": masked_mean(((rho - 1).abs() > clip_eps).float(), step_mask),
-                 "approx_kl": masked_mean(token_log_rho.exp() - 1 - token_log_rho, step_mask)}
-    return loss, stats
 
 
 # ================================================================================================
@@ -269,7 +137,7 @@ class Actor(nn.Module):
 # ================================================================================================
 def check_args(args: Args) -> None:
     """Refuse impossible settings before anything is built, with what to do instead."""
-    check_settings(args, {"algo": ("sppo", "ppo", "grpo", "rloo", "reinforce"), "ratio": ("token", "seq", "joint"),
+    check_settings(args, {"algo": tuple(ESTIMATORS), "ratio": ("token", "seq", "joint"),
                           "reward": ("return", "success", "shaped"), "backend": ("auto", "torch", "gymnasium")},
                    positive_ints=("num_episodes", "total_steps", "epochs", "minibatches", "hidden", "save_every", "threads"),
                    positive_floats=("lr", "critic_lr", "clip_eps"))
@@ -277,7 +145,7 @@ def check_args(args: Args) -> None:
         raise ConfigError(f"--total-episodes must be >= 0 (0: no episode budget), got {args.total_episodes}")
     if args.reward == "shaped" and not args.task:
         raise ConfigError("--reward shaped is the expert stage of a --task; pass --task (one of "
-                          f"{', '.join(control_tasks.TASKS)}) or use --reward return")
+                          f"{', '.join(envs.TASKS)}) or use --reward return")
     if args.horizon < 0:
         raise ConfigError(f"--horizon must be >= 0 (0: the env's own limit), got {args.horizon}")
     if not (args.dual_clip == 0 or args.dual_clip > 1):
@@ -288,7 +156,7 @@ def check_args(args: Args) -> None:
         raise ConfigError("--ent-coef, --max-grad-norm and --critic-warmup must be >= 0")
     if args.minibatches > args.num_episodes:
         raise ConfigError(f"--minibatches ({args.minibatches}) cannot exceed --num-episodes ({args.num_episodes})")
-    if args.algo in ("grpo", "rloo"):
+    if ESTIMATORS[args.algo].grouped:
         if args.group_size < 2:
             raise ConfigError(f"--algo {args.algo} compares episodes within a group: --group-size must be >= 2, got {args.group_size}")
         if args.num_episodes % args.group_size:
@@ -307,60 +175,54 @@ COLUMNS = ["update", "episodes", "env_steps", "wall_time", "mean_return", "succe
 
 
 def compute_advantages(args: Args, batch: envs.Episodes, outcome: torch.Tensor, critic):
-    """The one place where the algorithms differ. Returns (advantages [T, B] or [B], critic targets)."""
-    if args.algo == "sppo":
-        critic_target = outcome                                      # V(s0) regresses on R
-        advantages = sppo_advantage(outcome, critic(batch.s0))
-    elif args.algo == "ppo":
+    """Read what the algorithm's estimator needs (objective.ESTIMATORS) off the batch and the critic,
+    then estimate. Returns (advantages [T, B] or [B], the critic's targets: R for V(s0), GAE's returns
+    for V(s_t), None without a critic)."""
+    needs = ESTIMATORS[args.algo]
+    baselines = Baselines(group_size=args.group_size)
+    if needs.critic == "prompt":
+        baselines.prompt_value = critic(batch.s0)                    # V(s0) [B], regresses on R
+    elif needs.critic == "step":
+        mask = batch.step_mask
         if args.reward != "success":   # dense rewards (a return, or a task's shaped reward)
-            rewards = batch.rewards * batch.step_mask
+            rewards = batch.rewards * mask
             # bootstrap episodes cut by a time limit; a terminated one has no future
             last_value = critic(batch.final_obs) * (~batch.terminated).float()
         else:  # the binary outcome arrives at the last real step; the episode's end is the true end
-            last_step = (batch.lengths.long() - 1).clamp(min=0)
-            rewards = torch.zeros_like(batch.rewards).scatter_(0, last_step[None], outcome[None])
-            last_value = torch.zeros_like(outcome)
-        values = critic(batch.obs) * batch.step_mask
-        advantages, critic_target = gae_advantage(rewards, values, batch.step_mask, last_value,
-                                                  args.gamma, args.gae_lambda)
-    elif args.algo == "grpo":
-        advantages, critic_target = grpo_advantage(outcome, args.group_size), None
-    elif args.algo == "rloo":
-        advantages, critic_target = rloo_advantage(outcome, args.group_size), None
-    else:
-        advantages, critic_target = reinforce_advantage(outcome), None
-    return advantages, critic_target
-
-
-def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """1 - Var[target - pred] / Var[target]: 1 is a perfect critic, 0 no better than a constant."""
-    var = target.var()
-    return float("nan") if var == 0 else float(1 - (target - pred).var() / var)
+            rewards, last_value = outcome_at_end(outcome, mask), torch.zeros_like(outcome)
+        baselines = Baselines(rewards=rewards, step_values=critic(batch.obs) * mask, step_mask=mask,
+                              last_value=last_value, gamma=args.gamma, lam=args.gae_lambda)
+    adv = estimate(args.algo, outcome, baselines)
+    if needs.critic == "prompt":
+        return adv, outcome
+    if needs.critic == "step":   # GAE's returns A_t + V(s_t), zero on padding
+        return adv, (adv + baselines.step_values) * baselines.step_mask
+    return adv, None
 
 
 def update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = True) -> tuple[envs.Episodes, dict]:
     """One update: B whole episodes, then `epochs` passes of `minibatches` clipped steps. With
     train_actor False (--critic-warmup) only the critic learns from them."""
-    group = args.group_size if args.algo in ("grpo", "rloo") else 1
+    needs = ESTIMATORS[args.algo]                                    # which critic, whether grouped
+    group = args.group_size if needs.grouped else 1
     batch = envs.rollout(env, actor.act, horizon=args.horizon or None, group_size=group, seed=seed, compile=args.compile)
     outcome = batch.success.float() if args.reward == "success" else batch.returns
     mask = batch.step_mask                                           # [T, B] (LLM: response mask)
     with torch.no_grad():
         advantages, critic_target = compute_advantages(args, batch, outcome, critic)
-        step_adv = advantages.expand_as(mask) if advantages.dim() == 1 else advantages   # [T, B]
+        step_adv = per_step(advantages, mask)                                            # [T, B]
         adv_std = float(step_adv[mask > 0].std()) if mask.sum() > 1 else 0.0
         if args.norm_adv:
-            mean = masked_mean(step_adv, mask)
-            step_adv = (step_adv - mean) / (masked_mean((step_adv - mean) ** 2, mask).sqrt() + 1e-8)
+            step_adv = standardize(step_adv, mask)
         # how well the critic predicted its targets, read off the advantages: V(s0) = R - A, V(s_t) = G_t - A_t
-        if args.algo == "sppo":
+        if needs.critic == "prompt":
             ev = explained_variance(outcome - advantages, outcome)
-        elif args.algo == "ppo":
+        elif needs.critic == "step":
             ev = explained_variance((critic_target - advantages)[mask > 0], critic_target[mask > 0])
         else:
             ev = float("nan")
         if critic is not None and args.reward != "success":
-            critic.scaler.update(critic_target if args.algo == "sppo" else critic_target[mask > 0])
+            critic.scaler.update(critic_target if needs.critic == "prompt" else critic_target[mask > 0])
 
     B = mask.shape[1]
     sums = {k: 0.0 for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac")}
@@ -377,9 +239,9 @@ def update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = T
                                          args.ratio, args.clip_eps, args.dual_clip)
             ent = masked_mean(entropy, m)
             loss = pg_loss - args.ent_coef * ent
-            if args.algo == "sppo":
+            if needs.critic == "prompt":
                 value_loss = critic.loss(batch.s0[idx], critic_target[idx]).mean()
-            elif args.algo == "ppo":
+            elif needs.critic == "step":
                 value_loss = critic.loss(obs[real], critic_target[:T_mb, idx][real]).mean()
             else:
                 value_loss = torch.zeros(())
@@ -405,7 +267,7 @@ def build(args: Args, device: torch.device):
     """The batched env (B = num_episodes copies), the actor, the critic the algorithm needs (V(s0) for
     sppo, V(s_t) for ppo, none for the group and baseline-free estimators) and one Adam over both."""
     if args.task:   # the env behind the task's reward: the 0/1 outcome, or the expert's shaped reward
-        env = control_tasks.make(args.task, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
+        env = envs.make_task(args.task, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
                                  reward="shaped" if args.reward == "shaped" else "outcome", horizon=args.horizon)
     else:
         env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
@@ -416,8 +278,8 @@ def build(args: Args, device: torch.device):
         raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
     obs_dim = obs_space.shape[0]
     actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
-    critic = {"sppo": lambda: PromptValue(obs_dim, args.hidden, target="success" if args.reward == "success" else "return"),
-              "ppo": lambda: StepValue(obs_dim, args.hidden)}.get(args.algo, lambda: None)()
+    critic = {"prompt": lambda: PromptValue(obs_dim, args.hidden, target="success" if args.reward == "success" else "return"),
+              "step": lambda: StepValue(obs_dim, args.hidden)}.get(ESTIMATORS[args.algo].critic, lambda: None)()
     groups = [{"params": actor.parameters(), "lr": args.lr}]
     if critic is not None:
         critic.to(device)
@@ -437,7 +299,7 @@ def apply_task(args: Args) -> Args:
     """Fill in what a --task decides: its env, horizon, 0/1 outcome and the paper's episodes per update."""
     if not args.task:
         return dataclasses.replace(args, num_episodes=args.num_episodes or 32)
-    task = control_tasks.get(args.task)
+    task = envs.get_task(args.task)
     return dataclasses.replace(args, env=task.env_id, horizon=args.horizon or task.horizon,
                                num_episodes=args.num_episodes or task.episodes,
                                reward="shaped" if args.reward == "shaped" else "success")
@@ -466,36 +328,21 @@ def train(args: Args) -> int:
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_name = args.run_name or f"{args.task or args.env}__{args.algo}__{args.seed}__{int(time.time())}"
-    run_dir = os.path.dirname(os.path.abspath(args.resume)) if ckpt else os.path.join("runs", run_name)
-    if ckpt is None and os.path.exists(os.path.join(run_dir, "model.pt")):
-        raise ConfigError(f"{run_dir} already holds a run; choose another --run-name or --resume {run_dir}/model.pt")
+    run_dir = run_folder(args.resume, args.run_name or f"{args.task or args.env}__{args.algo}__{args.seed}__{int(time.time())}")
 
     env, actor, critic, optimizer = build(args, device)
     if args.init and ckpt is None:
         init_actor(args, actor)
     progress = {"update": 0, "episodes": 0, "env_steps": 0, "wall_time": 0.0, "recent_returns": []}
     if ckpt is not None:
-        try:
-            actor.load_state_dict(ckpt["actor"])
-            if critic is not None:
-                critic.load_state_dict(ckpt["critic"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            torch.set_rng_state(ckpt["rng"])
-            if device.type == "cuda" and ckpt.get("cuda_rng") is not None:   # actions are sampled on the GPU
-                torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-            progress = {k: ckpt["progress"][k] for k in progress}
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:   # shapes or contents do not fit its settings
-            raise ConfigError(f"checkpoint {args.resume} does not fit its own settings ({type(e).__name__}); "
-                              "it is damaged: start a new run") from None
+        progress = restore(ckpt, args.resume, device, optimizer, {"actor": actor, "critic": critic}, progress)
     os.makedirs(run_dir, exist_ok=True)
     ckpt_path, csv_path = os.path.join(run_dir, "model.pt"), os.path.join(run_dir, "progress.csv")
 
     def save():
         save_checkpoint(ckpt_path, args=dataclasses.asdict(args), actor=actor.state_dict(),
                         critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
-                        progress=progress, rng=torch.get_rng_state(),
-                        cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+                        progress=progress, **random_state(device))
 
     if ckpt is not None:
         keep_rows_up_to(csv_path, progress["update"], COLUMNS)   # rows written after the checkpoint are replayed
@@ -507,9 +354,7 @@ def train(args: Args) -> int:
     stop = StopOnCtrlC()
     with stop, open(csv_path, "a", newline="") as f, \
             tqdm(total=args.total_steps, initial=progress["env_steps"], unit="step", disable=None) as bar:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if f.tell() == 0:
-            writer.writeheader()
+        writer = progress_writer(f, COLUMNS)
         try:
             while progress["env_steps"] < args.total_steps and (
                     args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
@@ -539,7 +384,8 @@ def train(args: Args) -> int:
             save()   # between updates: the checkpoint always matches the last row of progress.csv
         except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
             status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
-    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{args.algo} on {args.env}")
+    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{args.algo} on {args.env}", x="env_steps",
+                  curves=[("mean_return", "mean return")], ylabel="mean episode return", twin=("success_rate", "success rate"))
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
           f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
           f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")
@@ -548,7 +394,7 @@ def train(args: Args) -> int:
 
 def main(argv=None) -> int:
     try:
-        return train(parse_args(argv))
+        return train(parse_args(argv, Args, __doc__.split("\n")[0]))
     except (ConfigError, envs.EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,7 +24,6 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
-import control_tasks  # noqa: E402
 import envs  # noqa: E402
 from benchmarks.runner import (REPO, RESULTS, Run, band, figure, launch, load_json, mean_std,  # noqa: E402,F401
                                provenance, run_all, write_results)
@@ -56,7 +55,7 @@ def declare(task: str, algo: str, seed: int, ratio: str, episodes: int, compile:
     name = run_name(task, algo, seed, ratio)
     flags = ["--task", task, "--init", os.path.join("checkpoints", f"{task}-sft.pt"), "--algo", algo,
              "--ratio", ratio, "--seed", str(seed), "--run-name", os.path.join("rlvr", name), *COMMON]
-    if compile and control_tasks.TASKS[task].env_id in envs.NATIVE_ENVS:   # gymnasium's own envs cannot be
+    if compile and envs.TASKS[task].env_id in envs.NATIVE_ENVS:   # gymnasium's own envs cannot be
         flags.append("--compile")                                          # compiled: those run eagerly
     return Run(name, flags, budget=["--total-episodes", str(episodes), "--total-steps", str(10**10)],
                run_dir=os.path.join(REPO, "runs", "rlvr", name), result=os.path.join(OUT, "runs", name + ".json"),
@@ -139,7 +138,7 @@ def render():
              f"Episodes to {SUCCESS_AT:.0%} = first point where the success rate of the last ≥ 64 episodes "
              "reaches it (median over the seeds that got there, the later middle one of an even number; n/N = how many did).\n"]
     lines += ["## SFT starting points\n", "| task | SFT success (measured) | episodes | command |", "|---|---|---|---|"]
-    for task in control_tasks.TASKS:
+    for task in envs.TASKS:
         path = os.path.join(REPO, "checkpoints", f"{task}-sft.pt")
         if os.path.exists(path):
             import torch

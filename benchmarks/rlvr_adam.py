@@ -27,7 +27,7 @@ TASKS = ("precision-cartpole", "mountaincar", "pendulum")   # the native ones: t
 
 def measure(task: str, algo: str, repeats: int) -> dict:
     args = sppo.apply_task(sppo.parse_args(["--task", task, "--init", os.path.join(REPO, "checkpoints", f"{task}-sft.pt"),
-                                            "--algo", algo, "--ratio", "token", *COMMON]))
+                                            "--algo", algo, "--ratio", "token", *COMMON], sppo.Args))
     torch.manual_seed(0)
     env, actor, critic, default = sppo.build(args, torch.device("cpu"))
     sppo.init_actor(args, actor)

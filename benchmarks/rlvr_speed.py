@@ -20,7 +20,6 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
-import control_tasks  # noqa: E402
 import envs  # noqa: E402
 import sppo  # noqa: E402
 from benchmarks.runner import REPO, provenance, write_results  # noqa: E402
@@ -65,14 +64,14 @@ def measure(task: str, algo: str, repeats: int, compile: bool = False) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tasks", nargs="+", choices=list(control_tasks.TASKS), default=[
-        t for t in control_tasks.TASKS if os.path.exists(os.path.join(REPO, "checkpoints", f"{t}-sft.pt"))])
+    p.add_argument("--tasks", nargs="+", choices=list(envs.TASKS), default=[
+        t for t in envs.TASKS if os.path.exists(os.path.join(REPO, "checkpoints", f"{t}-sft.pt"))])
     p.add_argument("--algos", nargs="+", default=["sppo", "ppo"])
     p.add_argument("--repeats", type=int, default=5)   # episode lengths vary from seed to seed: 5 steadies the medians
     a = p.parse_args()
     torch.set_num_threads(1)
     rows = [measure(t, al, a.repeats, compile) for t in a.tasks for al in a.algos
-            for compile in ((False, True) if control_tasks.TASKS[t].env_id in envs.NATIVE_ENVS else (False,))]
+            for compile in ((False, True) if envs.TASKS[t].env_id in envs.NATIVE_ENVS else (False,))]
     lines = ["# Where an update of the control benchmark spends its time (one CPU thread)\n",
              "rollout: eager, or compiled (`sppo.py --compile`, native envs; compile = its first rollout). "
              "act and env step: eager, per call.\n",

@@ -294,9 +294,8 @@ def test_compiled_rollout_matches_eager():
     """compile=True runs the same steps as one compiled program per chunk: on a task env (the path
     sppo.py --compile takes) the same actions and flags, observations and log-probs equal to float
     rounding. (The eager steps are checked against gymnasium above.)"""
-    import control_tasks
     import sppo
-    env = control_tasks.make("mountaincar", 8, seed=0, horizon=40)
+    env = envs.make_task("mountaincar", 8, seed=0, horizon=40)
     actor = sppo.Actor(2, env.single_action_space)
     runs = []
     for compile in (False, True):

@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -50,8 +51,23 @@ def tiny_policy(tiny):
 # The same functions as the control half
 # ------------------------------------------------------------------------------------------------
 def test_the_llm_demo_uses_sppo_pys_own_estimators_and_loss():
-    for name in ("policy_loss", "masked_mean", "sppo_advantage", "grpo_advantage", "rloo_advantage", "gae_advantage"):
-        assert getattr(llm_demo, name) is getattr(sppo, name), name
+    """Both trainers take the loss and the one estimator table from objective.py, and read the
+    estimators through it: an entry changed there changes what both of them compute."""
+    import objective
+    for name in ("policy_loss", "masked_mean", "ESTIMATORS", "estimate", "standardize"):
+        assert getattr(llm_demo, name) is getattr(sppo, name) is getattr(objective, name), name
+    for name in ("sppo_advantage", "grpo_advantage", "rloo_advantage", "gae_advantage", "reinforce_advantage"):
+        assert getattr(objective, name).__module__ == "objective", name
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    batch = SimpleNamespace(rewards=rewards, response_mask=torch.ones(4, 3))
+    planted = objective.Estimator(None, False, lambda R, b: R * 7)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(objective.ESTIMATORS, "reinforce", planted)
+        adv, _ = llm_demo.compute_advantages(llm_demo.LLMArgs(algo="reinforce"), batch, None)
+        assert adv.tolist() == [7.0, 0.0, 0.0, 7.0]
+        episodes = SimpleNamespace(step_mask=torch.ones(3, 4))
+        adv, target = sppo.compute_advantages(sppo.Args(algo="reinforce"), episodes, rewards, None)
+        assert adv.tolist() == [7.0, 0.0, 0.0, 7.0] and target is None
 
 
 # ------------------------------------------------------------------------------------------------

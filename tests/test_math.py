@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sppo import (Actor, gae_advantage, grpo_advantage, log_ratio, masked_mean, policy_loss,
-                  reinforce_advantage, rloo_advantage, sppo_advantage)
+from objective import (gae_advantage, grpo_advantage, log_ratio, masked_mean, policy_loss, reinforce_advantage,
+                       rloo_advantage, sppo_advantage)
+from sppo import Actor
 from value import PromptValue, ReturnScaler, StepValue
 
 D = torch.float64
@@ -152,7 +153,7 @@ def test_gae_matches_per_episode_loop(trial):
 
 
 def gae_loop(rewards, values, step_mask, last_value, gamma, lam):
-    """sppo.gae_advantage as it was written before it was vectorised: the backward recursion, one
+    """objective.gae_advantage as it was written before it was vectorised: the backward recursion, one
     python step per time step. The reference for the recursive-doubling version."""
     next_mask = torch.cat([step_mask[1:], torch.zeros_like(step_mask[:1])])
     next_values = torch.cat([values[1:], torch.zeros_like(values[:1])])

@@ -31,6 +31,7 @@ def test_every_readme_command_line_parses():
     import sys
     sys.path.insert(0, REPO)
     import control_tasks
+    import runlog
     import sppo
     readme = open(os.path.join(REPO, "README.md")).read()
     lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
@@ -42,12 +43,12 @@ def test_every_readme_command_line_parses():
             if "--help" in words:
                 continue
             if words[:2] == ["python", "sppo.py"]:
-                args = sppo.parse_args(words[2:])
+                args = runlog.parse_args(words[2:], sppo.Args)
             elif words[:2] == ["python", "control_tasks.py"]:
                 args = control_tasks.parser().parse_args(words[2:])
             elif "llm_demo.py" in words:
                 import llm_demo
-                args = sppo.parse_args(words[words.index("llm_demo.py") + 1:], llm_demo.LLMArgs)
+                args = runlog.parse_args(words[words.index("llm_demo.py") + 1:], llm_demo.LLMArgs)
             else:
                 continue
             assert not getattr(args, "task", "") or args.task in control_tasks.TASKS, line
