@@ -46,6 +46,11 @@ def load_actor(path: str, task_name: str | None = None, device: str = "cpu"):
     name = task_name or saved.task
     if not name:
         raise ConfigError(f"checkpoint {path} was not trained on a task; pass --task")
+    task = get_task(name)
+    if saved.task and saved.task != name or not saved.task and saved.env != task.env_id:
+        trained = f"--task {saved.task}" if saved.task else f"--env {saved.env}"
+        raise ConfigError(f"checkpoint {path} was trained on {trained}, not on --task {name} ({task.env_id}); "
+                          f"pass a checkpoint of {name}" + (" or drop --task" if saved.task else ""))
     env = make_task(name, 1)
     actor = sppo.Actor(env.single_observation_space.shape[0], env.single_action_space, saved.hidden).to(device)
     try:
@@ -122,7 +127,10 @@ def expert(task_name: str, out: str, seed: int = 1, total_steps: int = 0) -> dic
     run = os.path.join("runs", args.run_name, "model.pt")
     if os.path.exists(run):
         raise ConfigError(f"{run} already exists: remove it to train the expert again")
-    if sppo.train(args) != 0:
+    code = sppo.train(args)
+    if code == 3:   # diverged: resuming would replay it (sppo.train has said where)
+        raise ConfigError(f"the expert stage diverged; remove {os.path.dirname(run)} and train it again with other settings")
+    if code != 0:
         raise ConfigError(f"the expert stage was interrupted; continue it with python sppo.py --resume {run}")
     actor, trained = load_actor(run)
     info = {"task": task_name, "seed": seed, **settings, "success_rate": success_rate(actor, task_name, 200, seed=10_000),
@@ -137,10 +145,26 @@ def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: i
     step), written as an animated GIF. Returns the episode's length."""
     import gymnasium as gym
     from PIL import Image
+    # the output path is checked before the episode is rendered, not after
+    if os.path.isdir(out):
+        raise ConfigError(f"--out {out} is a folder; pass a file name, e.g. {os.path.join(out, 'episode.gif')}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--out {out}: the folder {os.path.dirname(out)} does not exist; create it or pass another path")
+    animated = sorted(e for e, fmt in Image.registered_extensions().items() if fmt in Image.SAVE_ALL)
+    if os.path.splitext(out)[1].lower() not in animated:
+        raise ConfigError(f"--out {out}: the name must end in an extension of an animated image format, "
+                          f"e.g. .gif (the image library writes {', '.join(animated)})")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"--out {out}: the folder {folder} is not writable; pass another path")
     actor, args = load_actor(path, task_name)
     task = get_task(args.task)
     if "DISPLAY" not in os.environ:   # MuJoCo (Hopper) renders off-screen through EGL on a machine without a display
         os.environ.setdefault("MUJOCO_GL", "egl")
+    if "DISPLAY" not in os.environ and "WAYLAND_DISPLAY" not in os.environ:
+        # pygame (the other envs) needs no window for rgb_array frames; without this, SDL probes for a
+        # display and prints "error: XDG_RUNTIME_DIR is invalid or not set" although the frames are fine
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         env = gym.make(task.env_id, render_mode="rgb_array", max_episode_steps=task.horizon)
         if task.goal_position is not None:
@@ -159,7 +183,10 @@ def gif(path: str, out: str, seed: int = 0, task_name: str | None = None, fps: i
         if steps % every == 0 or done:
             frames.append(env.render())
     images = [Image.fromarray(f) for f in frames]
-    images[0].save(out, save_all=True, append_images=images[1:], duration=1000 * every // fps, loop=0)
+    try:
+        images[0].save(out, save_all=True, append_images=images[1:], duration=1000 * every // fps, loop=0)
+    except (OSError, ValueError) as e:   # a full disk, a plugin missing for the format, ...
+        raise ConfigError(f"cannot write {out}: {e}") from None
     return steps
 
 
@@ -171,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--expert", default="", help="sft: the expert checkpoint (default checkpoints/<task>-expert.pt)")
     p.add_argument("--out", default="", help="expert: checkpoints/<task>-expert.pt; sft: checkpoints/<task>-sft.pt; "
                                              "gif: <task>.gif")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="0 to 2**32 - 1")
     p.add_argument("--episodes", type=int, default=500, help="eval, sft: episodes to measure the success rate on")
     p.add_argument("--total-steps", type=int, default=0, help="expert: budget in env steps (default: the task's)")
     return p
@@ -186,6 +213,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"{a.stage} needs --checkpoint (a model.pt of sppo.py or an SFT checkpoint)")
         if a.episodes < 1:
             raise ConfigError(f"--episodes must be a positive integer, got {a.episodes}")
+        if not 0 <= a.seed <= 2**32 - 1:   # sppo.py's rule
+            raise ConfigError(f"--seed must be an integer from 0 to 2**32 - 1, got {a.seed}")
         if a.stage == "expert" and get_task(a.task).controller is not None:
             print(f"{a.task}'s expert is a classical controller ({get_task(a.task).controller.__name__}): "
                   f"nothing to train; run python control_tasks.py sft --task {a.task}")

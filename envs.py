@@ -29,7 +29,10 @@ Usage:
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -63,8 +66,55 @@ SUCCESS = {
     "LunarLander-v3": lambda obs, term, trunc: (obs[:, 6] > 0.5) & (obs[:, 7] > 0.5) & (obs[:, 0].abs() < 0.4),
 }
 
-# pip extras that provide the environments of a gymnasium family (named in the error message)
-_EXTRAS = {"box2d": "gymnasium[box2d]", "mujoco": "gymnasium[mujoco]", "atari": "gymnasium[atari]"}
+# gymnasium's pip extras, named in the error messages: by the family of its own envs (gymnasium.envs.<family>),
+# by a Python module an env imports, and by a namespace that a package registers when it is imported
+_FAMILY_EXTRAS = {"box2d": "gymnasium[box2d]", "mujoco": "gymnasium[mujoco]", "classic_control": "gymnasium[classic-control]",
+                  "toy_text": "gymnasium[toy-text]", "phys2d": "gymnasium[jax]", "tabular": "gymnasium[jax]"}
+_MODULE_EXTRAS = {"Box2D": "gymnasium[box2d]", "mujoco": "gymnasium[mujoco]", "pygame": "gymnasium[classic-control]",
+                  "ale_py": "gymnasium[atari]", "jax": "gymnasium[jax]", "jaxlib": "gymnasium[jax]", "flax": "gymnasium[jax]",
+                  "cv2": "gymnasium[other]", "moviepy": "gymnasium[other]"}
+_NAMESPACES = {"ALE": ("ale_py", "gymnasium[atari]")}
+
+
+def spec(env_id: str):
+    """gymnasium's EnvSpec of `env_id`, in each form gymnasium.make accepts: "Name-vN", "Namespace/Name-vN"
+    and "module:Name-vN" (the module is imported first; importing it registers the id). A namespace that a
+    package registers when imported (ALE/: ale-py) is imported the same way where the package is installed.
+    Raises EnvError with gymnasium's own reason and, where there is one, the pip extra."""
+    module, _, name = env_id.rpartition(":")
+    namespace = name.split("/")[0] if "/" in name else None
+    if not module and namespace in _NAMESPACES and importlib.util.find_spec(_NAMESPACES[namespace][0]) is not None:
+        module = _NAMESPACES[namespace][0]
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EnvError(f"'{env_id}' names the module '{module}', which cannot be imported ({e}); install it "
+                           "or add its folder to PYTHONPATH") from None
+    try:
+        return gym.spec(name)
+    except gym.error.Error as e:
+        close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        if namespace in _NAMESPACES:
+            package, extra = _NAMESPACES[namespace]
+            hint += f"; the {namespace}/ ids come with {package}: pip install \"{extra}\""
+        hint = hint or "; gymnasium.pprint_registry() lists the installed ids"
+        raise EnvError(f"unknown environment id '{env_id}': {str(e).rstrip('.')}{hint}") from None   # gymnasium's words
+
+
+def check_spaces(env_id: str, observation_space, action_space) -> None:
+    """The spaces the torch interface carries; EnvError for any other. The actor (sppo.Actor) reads a
+    vector and samples a categorical (Discrete) or a Gaussian (float Box) action."""
+    spaces = gym.spaces
+    if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1
+            or isinstance(observation_space, spaces.Discrete)):
+        raise EnvError(f"'{env_id}' observes {observation_space}: the policies here read a vector, a Box of one "
+                       "dimension or a Discrete state (given one-hot); images and other spaces are not supported")
+    if not (isinstance(action_space, spaces.Discrete) or isinstance(action_space, spaces.Box)
+            and np.issubdtype(action_space.dtype, np.floating)):
+        raise EnvError(f"'{env_id}' acts in {action_space}: the policies here sample a Discrete action (categorical) "
+                       "or a float Box action (Gaussian); other action spaces are not supported")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -75,16 +125,28 @@ class GymVectorEnv:
 
     reset(seed, group_size) -> obs [B, obs_dim]
     step(actions [B] or [B, act_dim]) -> obs [B, obs_dim], reward [B], terminated [B], truncated [B], info
+    The spaces (check_spaces refuses the rest): observations a Box of one dimension, or Discrete, given as
+    one-hot rows [B, n]; actions Discrete (0..n-1 here, shifted to the space's `start` for the env) or a float
+    Box of any shape (flat [B, act_dim] here, reshaped for the env).
     """
 
     def __init__(self, env_id: str, num_envs: int, device: str = "cpu", max_episode_steps: int | None = None,
                  vectorization_mode: str = "sync"):
+        registered = spec(env_id)   # imports the module a "module:Name-vN" id names, which registers the id
         kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=vectorization_mode, **kwargs)
-        self.env_id, self.num_envs, self.device = env_id, num_envs, torch.device(device)
-        self.single_observation_space = self.env.single_observation_space
+        # the id as gymnasium registered it (without a "module:" prefix): success predicates are looked up by it
+        self.env_id, self.num_envs, self.device = registered.id, num_envs, torch.device(device)
+        try:
+            check_spaces(env_id, self.env.single_observation_space, self.env.single_action_space)
+        except EnvError:
+            self.env.close()
+            raise
+        self.discrete_obs = isinstance(self.env.single_observation_space, gym.spaces.Discrete)
+        self.single_observation_space = (gym.spaces.flatten_space(self.env.single_observation_space) if self.discrete_obs
+                                         else self.env.single_observation_space)
         self.single_action_space = self.env.single_action_space
-        self.max_episode_steps = max_episode_steps or gym.spec(env_id).max_episode_steps
+        self.max_episode_steps = max_episode_steps or registered.max_episode_steps
 
     def reset(self, seed: int | None = None, group_size: int = 1) -> torch.Tensor:
         # Copies share an initial state iff they are seeded alike: one seed per group, drawn from `seed`
@@ -96,12 +158,23 @@ class GymVectorEnv:
             group_seeds = np.random.default_rng(seed).integers(0, 2**31 - 1, size=self.num_envs // group_size)
             seeds = [int(s) for s in np.repeat(group_seeds, group_size)]
         obs, _ = self.env.reset(seed=seeds)
-        return self._tensor(obs)
+        return self._obs(obs)
 
     def step(self, actions: torch.Tensor):
-        obs, reward, terminated, truncated, info = self.env.step(actions.cpu().numpy())
-        return (self._tensor(obs), self._tensor(reward), torch.as_tensor(terminated, device=self.device),
+        actions, space = actions.cpu().numpy(), self.single_action_space
+        if isinstance(space, gym.spaces.Discrete):
+            actions = actions + int(space.start) if space.start else actions
+        else:
+            actions = actions.reshape(len(actions), *space.shape)   # the Gaussian's flat sample, in the env's shape
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        return (self._obs(obs), self._tensor(reward), torch.as_tensor(terminated, device=self.device),
                 torch.as_tensor(truncated, device=self.device), info)
+
+    def _obs(self, obs: np.ndarray) -> torch.Tensor:
+        if self.discrete_obs:   # state k of a Discrete space -> the one-hot row e_k
+            space = self.env.single_observation_space
+            obs = np.eye(int(space.n), dtype=np.float32)[np.asarray(obs) - int(space.start)]
+        return self._tensor(obs)
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.device)
@@ -115,16 +188,17 @@ def make_env(env_id: str, num_envs: int, device: str = "cpu", seed: int = 0, bac
              max_episode_steps: int | None = None):
     """Build B = num_envs copies of `env_id` behind the torch interface.
 
-    backend: "torch" (native, ids in NATIVE_ENVS), "gymnasium" (any installed id) or "auto" (native
-    where there is one). max_episode_steps overrides the id's time limit (the horizon H).
-    Raises EnvError with a one-line, actionable message for anything the user can fix.
+    backend: "torch" (native, ids in NATIVE_ENVS), "gymnasium" (any installed id, in any form gymnasium.make
+    accepts, "module:Name-vN" included) or "auto" (native where there is one). max_episode_steps overrides
+    the id's time limit (the horizon H). Raises EnvError with a one-line, actionable message for anything
+    the user can fix: an unknown id or a missing package (gymnasium's reason, the pip extra), a space the
+    policies cannot carry (check_spaces), a seed outside 0 .. 2**64 - 1.
     """
     if num_envs < 1:
         raise EnvError(f"num_envs must be >= 1, got {num_envs}")
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see gymnasium.registry for installed ids"
-        raise EnvError(f"unknown environment id '{env_id}'{hint}")
+    if not 0 <= seed <= 2**64 - 1:   # one rule for both backends: numpy takes no negative seed, torch none above 64 bits
+        raise EnvError(f"seed must be an integer from 0 to 2**64 - 1, got {seed}")
+    registered = spec(env_id)
     if backend not in ("auto", "torch", "gymnasium"):
         raise EnvError(f"backend must be auto, torch or gymnasium, got '{backend}'")
     if backend == "torch" and env_id not in NATIVE_ENVS:
@@ -132,15 +206,30 @@ def make_env(env_id: str, num_envs: int, device: str = "cpu", seed: int = 0, bac
                        "use --backend gymnasium")
     if backend != "gymnasium" and env_id in NATIVE_ENVS:
         return NATIVE_ENVS[env_id](num_envs, device=device, seed=seed, max_episode_steps=max_episode_steps)
-    try:
-        return GymVectorEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
-    except gym.error.DependencyNotInstalled as e:
-        entry_point = str(gym.spec(env_id).entry_point)   # e.g. gymnasium.envs.box2d.lunar_lander:LunarLander
-        family = entry_point.split(".")[2] if "envs." in entry_point else ""
-        extra = _EXTRAS.get(family, "the package it names")
-        raise EnvError(f"'{env_id}' needs an extra that is not installed: pip install \"{extra}\" ({e})") from None
-    except ImportError as e:   # e.g. the phys2d/ ids need jax, which no gymnasium extra of ours installs
-        raise EnvError(f"'{env_id}' needs the package '{e.name}', which is not installed: pip install {e.name}") from None
+    # gymnasium's warnings (an out-of-date version, ...) are shown once the env is built: a refusal stays one line
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            env = GymVectorEnv(env_id, num_envs, device=device, max_episode_steps=max_episode_steps)
+        except gym.error.DependencyNotInstalled as e:
+            entry_point = str(registered.entry_point)   # e.g. gymnasium.envs.box2d.lunar_lander:LunarLander
+            family = entry_point.split(".")[2] if entry_point.startswith("gymnasium.envs.") else ""
+            extra = _FAMILY_EXTRAS.get(family, "the package it names")
+            raise EnvError(f"'{env_id}' needs an extra that is not installed: pip install \"{extra}\" ({e})") from None
+        except ImportError as e:
+            if e.name:   # a module that is not installed, e.g. jax for the phys2d/ ids
+                package = e.name.split(".")[0]
+                how = f'pip install "{_MODULE_EXTRAS[package]}"' if package in _MODULE_EXTRAS else f"pip install {package}"
+                raise EnvError(f"'{env_id}' needs the package '{package}', which is not installed: {how}") from None
+            # gymnasium's own reason, e.g. Hopper-v3: "the mujoco v2 and v3 based environments have been moved ..."
+            newest = gym.envs.registration.find_highest_version(registered.namespace, registered.name)
+            hint = ("" if newest is None or newest == registered.version else
+                    f"; {gym.envs.registration.get_env_id(registered.namespace, registered.name, newest)} is installed")
+            raise EnvError(f"'{env_id}' cannot be built here: {str(e).rstrip('.')}{hint}") from None
+        except gym.error.Error as e:
+            raise EnvError(f"'{env_id}' cannot be built here: {str(e).rstrip('.')}") from None
+    for w in caught:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return env
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,6 +474,8 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
     before the horizon. compile=True (native envs only) runs each whole chunk as one compiled program:
     the first rollout pays the compilation (tens of seconds on a CPU; torch caches it on disk), then a
     step costs ~10x less; actions are the same, observations agree to float rounding (~1e-5).
+    A non-finite action or log-prob raises FloatingPointError: on a gymnasium env before env.step
+    takes it, on a native one at the end of its chunk.
     """
     horizon = horizon or env.max_episode_steps
     s0 = obs = env.reset(seed=seed, group_size=group_size)
@@ -393,6 +484,20 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
     draw = getattr(env, "autoreset_states", None)
     if compile and draw is None:
         raise ValueError(f"compile=True needs a native torch env; {getattr(env, 'env_id', env)} is not one")
+
+    def check_finite(actions: torch.Tensor, logp: torch.Tensor) -> None:
+        """A diverged policy samples NaN: stop with FloatingPointError (the trainers' non-finite stop)."""
+        for what, x in (("an action of the policy", actions), ("the log-prob of a sampled action", logp)):
+            if not bool(torch.isfinite(x).all()):
+                raise FloatingPointError(f"{what} is {'NaN' if bool(torch.isnan(x).any()) else 'infinite'}")
+
+    if draw is None:   # a gymnasium env: its simulator must never see a NaN action (Box2D ends in an assertion);
+        policy = act   # each action goes to the host anyway, so checking it before env.step costs nothing more
+
+        def act(obs):
+            action, logp = policy(obs)
+            check_finite(action, logp)
+            return action, logp
     ever_ended = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
     chunks = []
     for start in range(0, horizon, check_every):
@@ -400,6 +505,7 @@ def rollout(env, act, horizon: int | None = None, group_size: int = 1, seed: int
         # a shorter last chunk runs eagerly rather than compiling a second program for it
         steps = compiled_steps() if compile and k == check_every else _steps
         chunk = steps(env, act, obs, k, None if draw is None else draw(k))
+        check_finite(chunk["actions"], chunk["logp"])   # native envs step on NaN without complaint: check each chunk
         chunks.append(chunk)
         obs = chunk["obs"][-1]
         ever_ended |= (chunk["terminated"] | chunk["truncated"]).any(0)

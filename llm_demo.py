@@ -39,9 +39,11 @@ import torch
 import llm_models
 import llm_tasks
 from llm_models import Policy, all_reduce_sum, barrier, check_replicas, start_processes, sync_gradients, world
-from objective import ESTIMATORS, Baselines, estimate, masked_mean, outcome_at_end, per_step, policy_loss, standardize
-from runlog import (ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
-                    progress_writer, random_state, read_checkpoint, restore, run_folder, save_checkpoint)
+from objective import (ESTIMATORS, Baselines, estimate, log_ratio, masked_mean, outcome_at_end, per_step, policy_loss,
+                       standardize)
+from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, logged, opt, parse_args, pick_device,
+                    plot_progress, progress_writer, random_state, read_checkpoint, restore, resumed_settings, run_folder,
+                    save_checkpoint, diverged_status, stopped_status)
 from value import LMValue
 
 
@@ -90,8 +92,9 @@ class LLMArgs:
     log_every: int = opt(5, "print a few (prompt, response, R, V, A) rows every N steps (0: never)")
     save_every: int = opt(10, "checkpoint every N steps (also at the end and on Ctrl-C)")
     run_name: str = opt("", "folder under runs/ (default: llm__<algo>__<seed>__<time>)")
-    resume: str = opt("", "checkpoint to continue from (its saved settings are used; --steps may change, and "
-                             "--device if given: left at auto the run stays on its saved device)")
+    resume: str = opt("", "checkpoint to continue from, its folder's model.pt (its saved settings are used; --steps, "
+                             "--device, --dtype, --micro-batch, --grad-checkpointing, --threads, --log-every, --eval-every "
+                             "and --save-every may change; --device auto keeps the saved device)")
 
 
 def check_args(a: LLMArgs) -> None:
@@ -113,6 +116,13 @@ def check_args(a: LLMArgs) -> None:
             raise ConfigError(f"--batch-size ({a.batch_size}) must be a multiple of --group-size ({a.group_size})")
     if a.minibatches > a.batch_size:
         raise ConfigError(f"--minibatches ({a.minibatches}) cannot exceed --batch-size ({a.batch_size})")
+    for flag, seed in (("--seed", a.seed), ("--data-seed", a.data_seed), ("--eval-seed", a.eval_seed)):
+        if not 0 <= seed <= 2**32 - 1:   # sppo.py's rule: the range every generator here accepts
+            raise ConfigError(f"{flag} must be an integer from 0 to 2**32 - 1, got {seed}")
+    if a.eval_k > 128:   # evaluate() draws the k samples of a problem in one batch of at most 128 responses
+        raise ConfigError(f"--eval-k must be at most 128, got {a.eval_k}")
+    if a.data_file and a.dataset != "arithmetic":
+        raise ConfigError(f"--data-file replaces --dataset {a.dataset}; pass one of them")
 
 
 # ================================================================================================
@@ -126,16 +136,17 @@ class Rollout:
     response_mask: torch.Tensor   # [B, L] 1 up to and including the first EOS (control: the step mask, transposed)
     texts: list                   # B decoded responses
     rewards: torch.Tensor         # [B] 1.0 if the final number is right (control: the outcome R)
+    sampler_logp: torch.Tensor | None = None   # [B, L] log pi_T of each token as the sampler computed it (None: greedy)
 
 
 def rollout(policy: Policy, prompts: list[list[int]], answers: list[str], temperature: float,
             max_new_tokens: int, greedy: bool = False) -> Rollout:
     prompt_ids, prompt_mask = policy.left_pad(prompts)
-    response_ids = policy.generate(prompt_ids, prompt_mask, temperature, max_new_tokens, greedy)
+    response_ids, sampler_logp = policy.generate(prompt_ids, prompt_mask, temperature, max_new_tokens, greedy, with_logp=True)
     response_mask = policy.response_mask(response_ids)
     texts = policy.decode(response_ids, response_mask)
     rewards = torch.tensor([llm_tasks.reward(t, a) for t, a in zip(texts, answers)], device=prompt_ids.device)
-    return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, texts, rewards)
+    return Rollout(prompt_ids, prompt_mask, response_ids, response_mask, texts, rewards, sampler_logp)
 
 
 def compute_advantages(a: LLMArgs, batch: Rollout, critic: LMValue | None):
@@ -174,8 +185,8 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     mask = batch.response_mask.float()                                           # [B, L]
     B = mask.shape[0]
     step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
-    if a.norm_adv:
-        step_adv = standardize(step_adv, mask)
+    if a.norm_adv:   # objective.py's [T, B] layout: one column per response (standardize counts the responses)
+        step_adv = standardize(step_adv.T, mask.T).T
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.
     one_pass = a.epochs == 1 and a.minibatches == 1
@@ -185,9 +196,18 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
         logp_ref = None if reference is None else torch.cat([reference.response_logp(*micro_inputs(batch, i), a.temperature)[0]
                                                              for i in micro_slices(B, a.micro_batch)])
     sums, n = {k: 0.0 for k in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "kl_ref")}, 0
-    for _ in range(a.epochs):
+    # The sampler and the trainer: pi_old above is the trainer's own forward, but the tokens were drawn by
+    # generate() (the KV cache, one token at a time), which under bf16 autocast rounds differently -- the
+    # batch is slightly off-policy. Measured every step as |log pi_sampler - log pi_trainer| per token;
+    # under autocast corrected by a truncated importance weight w = min(pi_trainer / pi_sampler, 2) on the
+    # advantage (truncated IS: Yao et al. 2025; verl's cap), at the ratio's own granularity. In float32 the
+    # gap is rounding (~1e-6): no weight, the run is the one-pass update as before.
+    behaviour_correction = batch.sampler_logp is not None and torch.is_autocast_enabled(mask.device.type)
+    gap_sum, gap_max = torch.zeros((), dtype=torch.float64, device=mask.device), torch.zeros((), device=mask.device)
+    for epoch in range(a.epochs):
         for mb in torch.randperm(B).tensor_split(a.minibatches):
             optimizer.zero_grad()
+            diverged = None   # this process's first non-finite loss in the minibatch
             # token-mean over the WHOLE minibatch, every process's share of it included
             tokens = all_reduce_sum(mask[mb].sum()).clamp(min=1)
             responses = all_reduce_sum(torch.tensor(float(len(mb)), device=mask.device))
@@ -197,8 +217,16 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                 logp, entropy = policy.response_logp(*micro_inputs(batch, idx), a.temperature)     # [b, L], grad
                 m, share = mask[idx], mask[idx].sum() / tokens          # this micro-batch's share of the tokens
                 old = logp.detach() if one_pass else logp_old[idx]
+                adv = step_adv[idx]
+                if batch.sampler_logp is not None:   # padding after an EOS takes the trainer's value: no gap there
+                    sampler = torch.where(m > 0, batch.sampler_logp[idx], old)
+                    if epoch == 0:   # pi_old is fixed for the step: every token measured once
+                        gap = (old - sampler).abs()
+                        gap_sum, gap_max = gap_sum + gap.sum().double(), torch.maximum(gap_max, gap.max())
+                    if behaviour_correction:   # w >= 0 on the advantage = w on the clipped surrogate
+                        adv = adv * log_ratio(old.T, sampler.T, m.T, a.ratio).T.exp().clamp(max=2.0)
                 # the clipped loss of objective.py on the [T, B] layout: time first, one column per response
-                pg_loss, stats = policy_loss(logp.T, old.T, step_adv[idx].T, m.T, a.ratio, a.clip_eps, a.dual_clip)
+                pg_loss, stats = policy_loss(logp.T, old.T, adv.T, m.T, a.ratio, a.clip_eps, a.dual_clip)
                 loss = pg_loss
                 kl_ref = torch.zeros(())
                 if reference is not None:   # k3 = exp(ref - logp) - (ref - logp) - 1 >= 0, unbiased for KL(pi||ref)
@@ -207,19 +235,35 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                     loss = loss + a.kl_coef * kl_ref
                 value_loss = critic_loss(a, critic, batch, idx, m) if critic is not None else torch.zeros(())
                 value_share = share if ESTIMATORS[a.algo].critic == "step" else len(idx) / responses   # V(prompt): one per response
+                try:   # before backward: a non-finite loss must not reach the gradients
+                    check_finite({"the policy loss": pg_loss, "the value loss": value_loss, "the KL penalty": kl_ref})
+                except FloatingPointError as e:
+                    diverged = e
+                    break
                 (loss * share + value_loss * value_share).backward()
                 for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("kl_ref", kl_ref),
                              ("entropy", masked_mean(entropy, m)), *stats.items()):
                     sums[k] += float(v.detach()) * float(share)
+            # all processes stop together: the others would wait for this one in sync_gradients
+            if all_reduce_sum(torch.tensor(float(diverged is not None), device=mask.device)) > 0:
+                raise diverged or FloatingPointError("a loss of another process is non-finite")
             sync_gradients(policy.model, critic)
-            if a.max_grad_norm > 0:
-                for net in (policy.model, critic):
-                    if net is not None:
-                        torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm)
+            for name, net in (("policy", policy.model), ("critic", critic)):
+                if net is not None:   # clip_grad_norm_ returns the norm before clipping; without clipping, measure it
+                    norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm) if a.max_grad_norm > 0 else
+                            torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None]))
+                    check_finite({f"the {name}'s gradient norm": norm})   # summed gradients: the same on every process
             optimizer.step()
+            check_finite({f"a weight of the {name} after the optimizer step": net.parameters()
+                          for name, net in (("policy", policy.model), ("critic", critic)) if net is not None})
             n += 1
     total = all_reduce_sum(torch.tensor(list(sums.values()), dtype=torch.float64, device=mask.device))
-    return {k: float(v) / n for k, v in zip(sums, total)}
+    row = {k: float(v) / n for k, v in zip(sums, total)}
+    if batch.sampler_logp is not None:
+        gap_sum, tokens = all_reduce_sum(torch.stack([gap_sum, mask.sum().double()]))
+        row.update(logp_mismatch=float(gap_sum / tokens.clamp(min=1)),
+                   logp_mismatch_max=float(llm_models.all_reduce_max(gap_max)))
+    return row
 
 
 def critic_loss(a: LLMArgs, critic: LMValue, batch: Rollout, idx, m) -> torch.Tensor:
@@ -294,11 +338,12 @@ def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 # Training: rollout -> reward -> advantage (with the pre-update critic) -> clipped update.
 # ================================================================================================
 COLUMNS = ["step", "responses", "gen_tokens", "wall_time", "reward", "value", "policy_loss", "value_loss", "entropy",
-           "approx_kl", "clip_frac", "kl_ref", "adv_std", "response_len", "gen_tokens_per_s", "peak_mem_gb"]
+           "approx_kl", "clip_frac", "kl_ref", "logp_mismatch", "logp_mismatch_max", "adv_std", "response_len",
+           "gen_tokens_per_s", "peak_mem_gb"]
 
 
 def train(a: LLMArgs) -> int:
-    """The whole run: set up, learn, finish. Returns the exit code (0 done, 130 interrupted)."""
+    """The whole run: set up, learn, finish. Returns the exit code (0 done, 130 interrupted, 3 diverged)."""
     run = setup(a)
     return finish(run, learn(run))
 
@@ -323,8 +368,10 @@ def learn(run: "Run") -> str:
                     status = "interrupted (Ctrl-C)"
                     break
             run.save()
+        except FloatingPointError as e:   # a non-finite number (update() checks): the weights may be half-way
+            status = f"diverged: step {run.progress['step'] + 1}: {e}"   # through this step, so nothing more is saved
         except KeyboardInterrupt:
-            status = f"stopped (second Ctrl-C); {run.ckpt_path} holds the last checkpoint"
+            status = "stopped (second Ctrl-C)"
     return status
 
 
@@ -428,11 +475,13 @@ class Run:
         total = all_reduce_sum(torch.tensor([float(batch.rewards.sum()), len(batch.texts), float(batch.response_mask.sum())],
                                             dtype=torch.float64, device=self.device))
         new_tokens = int(total[2])
+        adv = advantages.float() if advantages.dim() == 1 else advantages[batch.response_mask > 0].float()
+        adv_std = float(adv.std()) if adv.numel() > 1 else 0.0   # one advantage has no spread (std() would be NaN)
         progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
                         gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - self.start)
         row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
                    reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
-                   adv_std=float(advantages.float().std() if advantages.dim() == 1 else advantages[batch.response_mask > 0].std()),
+                   adv_std=adv_std,
                    response_len=new_tokens / float(total[1]),
                    gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(self.device))
         self.writer.writerow(row)
@@ -454,19 +503,26 @@ class Run:
         return bool(all_reduce_sum(torch.tensor(float(self.stop.requested), device=self.device)) > 0)
 
 
+# --resume continues the saved settings; a typed flag may change only how far the run goes, where and how fast
+# it computes (device, precision, memory levers) and what it prints or saves along the way. Any other typed
+# flag that differs is refused (runlog.resumed_settings).
+CHANGE_ON_RESUME = ("steps", "device", "dtype", "micro_batch", "grad_checkpointing", "threads", "log_every",
+                    "eval_every", "save_every")
+
+
 def setup(a: LLMArgs) -> Run:
     """Settings, processes, data, the policy, its critic (and reference), the optimizer; or all of them
     as a checkpoint left them (--resume). Every check that needs no model runs before the model loads."""
-    check_args(a)
     ckpt = read_checkpoint(a.resume, ("args", "policy", "optimizer", "progress", "rng")) if a.resume else None
-    if ckpt is not None:   # the saved settings; only the budget and the device may change
+    if ckpt is not None:   # the saved settings, and the typed flags that may change (CHANGE_ON_RESUME)
         try:
-            saved = LLMArgs(**ckpt["args"])   # --device left at auto keeps the run where it was (a CPU run on a
-            # GPU machine must not move to CUDA and bf16 on --resume); an explicit --device moves it
-            a = dataclasses.replace(saved, steps=a.steps, device=saved.device if a.device == "auto" else a.device,
-                                    resume=a.resume)
+            saved = LLMArgs(**ckpt["args"])
         except TypeError:
             raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
+        a = resumed_settings(saved, a, CHANGE_ON_RESUME, os.path.dirname(a.resume) or ".")
+        if a.device == "auto":   # auto keeps the run where it was (a CPU run on a GPU machine must not move to
+            a = dataclasses.replace(a, device=saved.device)   # CUDA and bf16 on --resume); an explicit --device moves it
+    check_args(a)
     device = pick_device(start_processes(a.device))   # several processes under torchrun: one per device
     rank, n_proc = world()
     group = a.group_size if ESTIMATORS[a.algo].grouped else 1
@@ -478,7 +534,7 @@ def setup(a: LLMArgs) -> Run:
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed + 100_003 * rank)   # each process samples its own responses
-    run_dir = run_folder(a.resume, a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}")
+    run_dir = run_folder(a.resume, a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}", ckpt, key="step")
 
     train_set, eval_set = load_problems(a)   # data first: a bad file fails before the model loads
     t_load = time.perf_counter()
@@ -515,37 +571,81 @@ def setup(a: LLMArgs) -> Run:
             f"{n_params(critic) / 1e6:.0f}M ({n_params(critic, True) / 1e6:.0f}M trained); {len(train_set)} training and "
             f"{len(eval_set)} held-out problems; loaded in {run.load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""),
             flush=True)
+    if ckpt is not None:
+        barrier()   # every process has checked the folder (run_folder) before a model.pt appears in it
+        if not os.path.isfile(run.ckpt_path):   # a resumed copy, where run_folder found no model.pt: from
+            run.save()                           # now on the folder's model.pt is the run's checkpoint
+        dropped = sum(step > progress["step"] for step in logged(run.csv_path, "step"))
+        if run.is_main and dropped:   # Run.logging drops them (keep_rows_up_to)
+            print(f"note: dropping {dropped} row(s) of {run.csv_path} after step {progress['step']}, the checkpoint's: "
+                  "written after it, they are replayed", file=sys.stderr)
     return run
 
 
 def load_problems(a: LLMArgs):
-    """(train, held-out) lists of llm_tasks.Problem, from the generator, the hub or JSONL files."""
+    """(train, held-out) lists of llm_tasks.Problem, from the generator, the hub or JSONL files. Their sizes
+    are checked against the settings here, before the model loads."""
+
+    def held_out_file(path: str):
+        problems = llm_tasks.load_jsonl(path)
+        if len(problems) < a.n_eval:
+            raise ConfigError(f"{path} has {len(problems)} problems, fewer than --n-eval {a.n_eval}; "
+                              f"pass --n-eval {len(problems)} or a larger file")
+        return problems[:a.n_eval]
+
     try:
         if a.data_file:
             train = llm_tasks.load_jsonl(a.data_file)
+            source = f"{a.data_file} has {len(train)} problems"
             if a.eval_file:
-                return train, llm_tasks.load_jsonl(a.eval_file)[:a.n_eval]
-            if len(train) < 2 * a.n_eval:   # hold out the last n_eval of a shuffled copy
-                raise ConfigError(f"{a.data_file} has {len(train)} problems: too few to hold out --n-eval {a.n_eval} "
-                                  "and train on the rest; pass --eval-file or a smaller --n-eval")
-            order = np.random.default_rng(a.data_seed).permutation(len(train))
-            return [train[i] for i in order[a.n_eval:]], [train[i] for i in order[:a.n_eval]]
-        if a.dataset == "gsm8k":
-            test = llm_tasks.load_jsonl(a.eval_file) if a.eval_file else llm_tasks.load_gsm8k("test")
-            return llm_tasks.load_gsm8k("train"), test[:a.n_eval]
-        train, held_out = llm_tasks.train_and_heldout(a.n_train, a.n_eval, a.data_seed, a.difficulty)
-        return train, (llm_tasks.load_jsonl(a.eval_file)[:a.n_eval] if a.eval_file else held_out)
+                held_out = held_out_file(a.eval_file)
+            else:
+                if len(train) < 2 * a.n_eval:   # hold out the last n_eval of a shuffled copy
+                    raise ConfigError(f"{a.data_file} has {len(train)} problems: too few to hold out --n-eval {a.n_eval} "
+                                      "and train on the rest; pass --eval-file or a smaller --n-eval")
+                order = np.random.default_rng(a.data_seed).permutation(len(train))
+                train, held_out = [train[i] for i in order[a.n_eval:]], [train[i] for i in order[:a.n_eval]]
+                source += f", {len(train)} to train on after holding out --n-eval {a.n_eval}"
+        elif a.dataset == "gsm8k":
+            held_out = held_out_file(a.eval_file) if a.eval_file else llm_tasks.load_gsm8k("test")
+            if len(held_out) < a.n_eval:
+                raise ConfigError(f"GSM8K's test split has {len(held_out)} problems, fewer than --n-eval {a.n_eval}; "
+                                  f"pass --n-eval {len(held_out)} or fewer")
+            train, held_out = llm_tasks.load_gsm8k("train"), held_out[:a.n_eval]
+            source = f"GSM8K's training split has {len(train)} problems"
+        else:
+            train, held_out = llm_tasks.train_and_heldout(a.n_train, a.n_eval, a.data_seed, a.difficulty)
+            held_out = held_out_file(a.eval_file) if a.eval_file else held_out
+            source = f"--n-train {a.n_train} makes {len(train)} training problems"
     except llm_tasks.DataError as e:
         raise ConfigError(str(e)) from None
+    # each step draws its prompts without replacement (Run.step_prompts): the training set must hold them
+    group = a.group_size if ESTIMATORS[a.algo].grouped else 1
+    if len(train) < a.batch_size // group:
+        per_step = f"--batch-size {a.batch_size}" + (f" / --group-size {group}" if group > 1 else "")
+        raise ConfigError(f"{source}, fewer than the {a.batch_size // group} prompts each step draws ({per_step}); "
+                          f"{'raise --n-train' if not a.data_file and a.dataset == 'arithmetic' else 'use more problems'} "
+                          "or lower --batch-size")
+    return train, held_out
 
 
 def encode_problems(a: LLMArgs, policy: Policy, problems, what: str):
     prompts = policy.encode([llm_tasks.user_message(p.question, a.prompt_style) for p in problems], llm_tasks.SYSTEM_PROMPT)
     too_long = [i for i, p in enumerate(prompts) if len(p) > a.max_prompt_tokens]
     if too_long:
-        i = too_long[0]
+        first = too_long[0]
+        where = f"#{first + 1} of the {what} set"   # generated and hub problems keep their order
+        source = a.data_file if what == "training" else (a.eval_file or a.data_file)
+        if source:   # a file's problems were split and shuffled: name the first too-long one by its line
+            index = {problems[j].question: j for j in reversed(too_long)}
+            with open(source, encoding="utf-8") as f:   # load_jsonl read it: one JSON object per non-blank line
+                for n, text in enumerate(f, start=1):
+                    question = json.loads(text)["question"].strip() if text.strip() else None
+                    if question in index:
+                        first, where = index[question], f"{source}:{n}"
+                        break
         raise ConfigError(f"{len(too_long)} {what} prompt(s) exceed --max-prompt-tokens {a.max_prompt_tokens} "
-                          f"(the first, #{i + 1}, has {len(prompts[i])} tokens); raise the limit or shorten them")
+                          f"(the first, {where}, has {len(prompts[first])} tokens); raise the limit or shorten them")
     return prompts, [p.answer for p in problems]
 
 
@@ -559,13 +659,21 @@ def peak_memory_gb(device: torch.device) -> float:
 def finish(run: Run, status: str) -> int:
     """The learning curve, the held-out score after training, the policy and results.json; the summary line."""
     a, progress = run.a, run.progress
+    if status.startswith("diverged"):   # every process stops here; the policy is neither scored nor saved
+        if run.is_main:
+            print("error: " + diverged_status(status[len("diverged: "):], run.ckpt_path, run.csv_path, COLUMNS, "step",
+                                              None if a.max_grad_norm > 0 else LLMArgs.max_grad_norm), file=sys.stderr)
+        return 3
     check_replicas(run.policy.model, run.critic)
     if not run.is_main:
         return 0
     plot_progress(run.csv_path, os.path.join(run.run_dir, "learning_curve.png"), f"{a.algo} on {a.model}", x="gen_tokens",
                   curves=[("reward", "reward (training samples)"), ("value", "mean V(prompt)")], ylabel="fraction correct",
                   unit_range=True)
-    if status.startswith(("interrupted", "stopped")):
+    if status.startswith("stopped"):   # a second Ctrl-C, mid-step: say what was kept, if anything
+        print(f"{a.algo}: {stopped_status(run.ckpt_path, run.run_dir, key='step')} after {progress['step']} steps")
+        return 130
+    if status.startswith("interrupted"):
         print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {run.ckpt_path}")
         return 130
     run.optimizer.zero_grad(set_to_none=True)   # the last step's gradients are not needed to score the policy

@@ -36,6 +36,27 @@ def join(prompt_ids, prompt_mask, response_ids, response_mask):
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+class SamplerLogProbs:
+    """generate()'s logits processor: turns its logits into softmax(logits / T), the distribution it samples
+    from, and keeps the log-prob of each token drawn. Under bf16 autocast the sampler (the KV cache, one
+    token at a time) and the trainer (one forward over prompt + response) round differently, so the
+    update needs the sampler's own numbers to measure and correct the gap. Memory: one [B, vocab] table."""
+
+    def __init__(self, temperature: float):
+        self.temperature, self.drawn, self.last = temperature, [], None
+
+    def __call__(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        scores = logits / self.temperature               # exactly transformers' own temperature warper
+        if self.last is not None:   # the token drawn from the previous step's distribution now ends input_ids
+            self.drawn.append(self.last.gather(-1, input_ids[:, -1:]))
+        self.last = scores.float().log_softmax(-1)
+        return scores
+
+    def logp(self, response_ids: torch.Tensor) -> torch.Tensor:
+        """-> log pi_T(token_t) as the sampler computed it [B, L] (tokens after an EOS: padding, meaningless)."""
+        return torch.cat(self.drawn + [self.last.gather(-1, response_ids[:, -1:])], 1)
+
+
 class Policy:
     """A causal LM and its tokenizer, with what the RL loop asks of them."""
 
@@ -74,15 +95,21 @@ class Policy:
 
     # -- sampling -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompt_ids, prompt_mask, temperature: float, max_new_tokens: int, greedy: bool = False):
+    def generate(self, prompt_ids, prompt_mask, temperature: float, max_new_tokens: int, greedy: bool = False,
+                 with_logp: bool = False):
         """Batched sampling with the KV cache -> response_ids [B, L] (L <= max_new_tokens; rows that ended
         early are padded). Pure sampling from softmax(logits / T): no top-k or top-p, so the policy that
-        is trained is exactly the one that sampled."""
+        is trained is exactly the one that sampled. with_logp: also the sampler's own log pi_T of each
+        token drawn [B, L] (None when greedy) -> (response_ids, logp)."""
         self.model.eval()
-        kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_k=0)  # 0: off
+        sampler = None if greedy else SamplerLogProbs(temperature)   # it applies T, in place of generate()'s own
+        kw = dict(do_sample=False) if greedy else dict(do_sample=True, top_k=0, logits_processor=[sampler])  # 0: off
         out = self.model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens, **kw)
         self.model.train()
-        return out[:, prompt_ids.shape[1]:]
+        response_ids = out[:, prompt_ids.shape[1]:]
+        if not with_logp:
+            return response_ids
+        return response_ids, None if sampler is None else sampler.logp(response_ids)
 
     def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
         """1 up to and including the first EOS, 0 after (padding); all 1 for a response cut at the limit."""
@@ -135,7 +162,32 @@ def load(name: str, device: torch.device, dtype: torch.dtype) -> Policy:
             raise ConfigError(f"cannot load --model '{name}' as a {where}: {str(e).splitlines()[0][:160]}; "
                               f"offline, pass a local folder or the default ({DEFAULT_MODEL})") from None
     tok.padding_side = "left"
-    return Policy(model.to(device), tok, device)
+    return Policy(without_dropout(model).to(device), tok, device)
+
+
+def without_dropout(model):
+    """Every dropout probability of the model set to 0, in place (as TRL and verl do). With dropout on,
+    the update's forward (in training mode) scores the sampled tokens with another random network than
+    the one that sampled them: rho != 1 and a KL to the reference > 0 before any step. Training mode
+    itself stays (gradient checkpointing runs only in it), so each kind is zeroed where the model reads
+    it: nn.Dropout modules, float rates that modules keep (Llama's attention_dropout, OPT's layerdrop)
+    and the config (code that reads it at forward time; the saved policy says what was trained). The
+    policy's copies -- the reference and the critic bodies -- inherit it."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "drop" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
+    configs = [model.config]
+    while configs:   # the config and any sub-configs (a multimodal model's text_config, ...)
+        config = configs.pop()
+        for name, value in list(vars(config).items()):
+            if "drop" in name and isinstance(value, float):
+                setattr(config, name, 0.0)
+            elif hasattr(value, "to_dict") and hasattr(value, "model_type"):
+                configs.append(value)
+    return model
 
 
 def default_model_folder() -> str:
@@ -178,15 +230,39 @@ def critic_body(policy_model, kind: str, layers: int):
     The critic's token embeddings stay frozen: in a small model they are most of its weights (SmolLM2-
     135M: 28M of the small critic's 42M), and their gradient and two Adam moments would cost 12 bytes
     per weight for a V that learns from one scalar per response."""
-    body = copy.deepcopy(policy_model.get_decoder())
+    decoder = policy_model.base_model   # the transformer without its LM head, whatever the architecture names it
+    n_layers = getattr(decoder.config, "num_hidden_layers", None)
+    if kind == "same" or (n_layers is not None and layers >= n_layers):
+        body = copy.deepcopy(decoder)
+    else:
+        body = small_body(decoder, layers)
     body.get_input_embeddings().requires_grad_(False)
-    if kind == "small":
-        n = min(layers, len(body.layers))
-        body.layers = body.layers[:n]
-        body.config = copy.deepcopy(body.config)
-        body.config.num_hidden_layers = n
-        if getattr(body.config, "layer_types", None):
-            body.config.layer_types = body.config.layer_types[:n]
+    return body
+
+
+def small_body(decoder, n: int):
+    """The decoder's first n layers as a model of its own, for any architecture transformers loads: the
+    same class built from a copy of its config with n layers (transformers maps num_hidden_layers to the
+    architecture's own name: GPT-2's n_layer), then every weight loaded from the decoder -- the state-dict
+    names of the first n blocks, the embeddings and the final norm are the same in both. It never copies
+    the layers it drops (a 7B policy's whole decoder, to keep 4 of its layers)."""
+    config = copy.deepcopy(decoder.config)
+    if getattr(config, "num_hidden_layers", None) is None:
+        raise ConfigError(f"--critic small: the {type(decoder).__name__} config has no num_hidden_layers; use --critic same")
+    config.num_hidden_layers = n
+    if getattr(config, "layer_types", None):   # per-layer attention kinds (sliding / full) must match the count
+        config.layer_types = config.layer_types[:n]
+    with torch.random.fork_rng(devices=[]):    # the fresh weights are overwritten: their draws must not move the run's RNG
+        body = type(decoder)(config).to(device=decoder.device, dtype=decoder.dtype).train(decoder.training)
+    weights, own = decoder.state_dict(), body.state_dict()
+    missing = [k for k in own if k not in weights]
+    if missing or len(own) >= len(weights):
+        raise ConfigError(f"--critic small cannot cut {type(decoder).__name__} to {n} layers through its config "
+                          f"({'missing weights ' + missing[0] if missing else 'its depth did not change'}); use --critic same")
+    body.load_state_dict({k: weights[k] for k in own})    # copies: the critic trains its own weights
+    if any(getattr(m, "gradient_checkpointing", False) for m in decoder.modules()):   # as the policy's, as a copy would be
+        enable = getattr(body, "activation_checkpointing_enable", None) or body.gradient_checkpointing_enable
+        enable()
     return body
 
 
@@ -204,6 +280,12 @@ def world() -> tuple[int, int]:
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     if world()[1] > 1:
         torch.distributed.all_reduce(x)
+    return x
+
+
+def all_reduce_max(x: torch.Tensor) -> torch.Tensor:
+    if world()[1] > 1:
+        torch.distributed.all_reduce(x, op=torch.distributed.ReduceOp.MAX)
     return x
 
 

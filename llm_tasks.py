@@ -18,10 +18,13 @@ Why the task is built this way:
     and no held-out question appears in training (accuracy measures generalisation, not memorisation).
   * Lenient about format, strict about value. `extract_answer` accepts GSM8K's "#### N", "\\boxed{N}",
     "The answer is N." and falls back to the last number, so the reward judges the arithmetic and the
-    model does not first have to learn one exact output format. Numbers compare after normalisation
-    ("12.0" == "12", "$1,234" == "1234"). Fractions ("3/4") are NOT supported: normalize_number returns
-    None for them. Every answer here and in GSM8K is a plain number, and a wrong "3/4" -> "3" reading
-    could reward a wrong response.
+    model does not first have to learn one exact output format. After a cue, N may be an equation and
+    its value counts ("The answer is 34 + 25 = 59." reads 59; "5 (since 2 + 3 = 5)" reads 5); an
+    expression no "=" closes ("34 + 25") is no answer, never evaluated, or copying the question's
+    numbers would pay. Numbers compare after normalisation ("12.0" == "12", "$1,234" == "1234").
+    Fractions ("3/4", "\\frac{3}{4}") are NOT supported, wherever they stand: normalize_number returns
+    None for them and extract_answer reads no number out of one. Every answer here and in GSM8K is a
+    plain number, and a wrong "3/4" -> "3" or "4" reading could reward a wrong response.
 
 Standard library only (the `datasets` package is imported inside load_gsm8k, and only there).
 
@@ -175,11 +178,35 @@ def train_and_heldout(n_train: int, n_eval: int, seed: int, difficulty: int) -> 
 # ================================================================================================
 # A number as models write it: optional sign and "$", thousands commas only in groups of three
 # ("1,234", while "3,4" is two numbers), an optional decimal part ("12." at a sentence end stays 12).
-# Not preceded by a letter, digit or "." ("SmolLM2" holds no number; ".5" is not read as 5).
-NUMBER = r"(?<![\w.])[-+\u2212]?\$?\s?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+# Not preceded by a letter, digit or "." ("SmolLM2" holds no number; ".5" is not read as 5), nor by "/"
+# alone or with one of " (-+" between: the 4 of "3/4", "3 / 4", "x/-4" or "\frac{3}{4}" (written "(3)/(4)"
+# below) is a denominator, not an answer.
+DIGITS = r"[-+\u2212]?\$?[ \t]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+_STARTS_A_NUMBER = r"(?<![\w./])(?<!/[ (\-+\u2212])"
+NUMBER = _STARTS_A_NUMBER + DIGITS
 _CANONICAL = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
-_HASHES = re.compile(r"####\s*(" + NUMBER + ")")                  # "#### 72"; a markdown "#### Step 1" is not it
-_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:|=)?[\s:*$\\(\[{]*(" + NUMBER + ")", re.IGNORECASE)
+# What a cue ("####", \boxed{}, "the answer is") is followed by may be an expression or an equation:
+# "34 + 25 = 59", "3 apples + 4 apples = 7 apples", "(3 + 4) * 2 = 14", "7 \times 8 = 56". A term is
+# a number in optional brackets with an optional unit word or "%"; operators ("of" after a fraction
+# or "%": "1/2 of 10 = 5") and "=" join terms on one line.
+# The chain stops at anything else, so "5 (since 2 + 3 = 5)" is the term 5 and its explanation.
+_OPERATOR_WORDS = r"(?i:plus|minus|times|divided[ \t]+by|multiplied[ \t]+by|x)"
+_TERM = (r"(?:[(\[]+[ \t]*)?" + DIGITS + r"%?(?:[ \t]*[)\]])*"
+         r"(?:[ \t]+(?!(?:" + _OPERATOR_WORDS + r"|(?i:of|equals|which|that))(?![A-Za-z]))[A-Za-z]+)?")
+_OPERATOR = (r"[ \t]*(?:\*\*|[-+*/^\u2212\u00d7\u00f7\u00b7]|\\times|\\cdot|\\div"
+             r"|(?<![A-Za-z])(?:" + _OPERATOR_WORDS + r")(?![A-Za-z])"
+             r"|(?:(?<=[%)] )|(?<=/\d )|(?<=/\d\d ))(?i:of)(?=[ \t]))[ \t]*")
+_EQUALS = r"(?<![ \t])[ \t]*(?:=|(?<![A-Za-z])(?i:equals)(?![A-Za-z]))[ \t]*(?:\*+[ \t]*)?"   # "= **59**": bold
+_EQUATION = _TERM + r"(?:(?:" + _OPERATOR + "|" + _EQUALS + ")" + _TERM + ")*"
+_WHICH_IS = r"(?<![ \t]),?[ \t]*(?i:which|that)[ \t]+(?i:is|equals|makes|gives)[ \t]+"   # "34 + 25, which is 59"
+CHAIN = _EQUATION + r"(?:" + _WHICH_IS + _EQUATION + ")*"
+# One side of an equation that is a lone number: "59", " $59", "(59)", "12 apples"; "34 + 25" is not.
+_LONE_NUMBER = re.compile(r"[ \t(\[]*(" + DIGITS + r")%?(?:[ \t]*[)\]])*(?:[ \t]+[A-Za-z]+)?")
+_HASHES = re.compile(r"####\s*(" + CHAIN + ")")                    # "#### 72"; a markdown "#### Step 1" is not it
+_ANSWER_IS = re.compile(r"\banswer\s*(?:is|:|=)?[\s:*$\\{]*(?<![\w.])(" + CHAIN + ")", re.IGNORECASE)
+_FIRST_CHAIN = re.compile(_STARTS_A_NUMBER + r"(?<![(\[])" + CHAIN)  # in a box: from its first number on
+_NUMBER_OR_FRACTION = re.compile(NUMBER + r"(?:[ \t]*(?:\)[ \t]*)?/[ \t]*(?:\([ \t]*)?" + DIGITS + ")?")
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")   # LaTeX \frac{a}{b} -> (a)/(b)
 
 
 def normalize_number(s: str) -> str | None:
@@ -205,20 +232,36 @@ def _boxed(text: str) -> str | None:
     return text[i + 1:]                        # unclosed: take the rest, as a lenient reader would
 
 
+def _final_value(chain: str) -> str | None:
+    """The value an expression or equation states: its last side that is a lone number ("34 + 25 = 59"
+    -> "59", "59 = 34 + 25" -> "59", "12 apples" -> "12"), or None when no side is one ("34 + 25",
+    "3/4"). An expression is not evaluated: a reward for restating "34 + 25" would pay a model for
+    copying the question's numbers without doing the arithmetic the reward is there to judge."""
+    for equation in re.split(_WHICH_IS, chain):   # "..., which is 59" only values what has no value
+        for side in reversed(re.split(_EQUALS, equation)):
+            if lone := _LONE_NUMBER.fullmatch(side):
+                return normalize_number(lone.group(1))
+    return None
+
+
 def extract_answer(text: str) -> str | None:
     """The response's final answer as a canonical number string, or None. First rule that applies:
-    the last "#### N"; the last \\boxed{...}; the last "the answer is N" / "answer: N"; the last number."""
+    the last "#### N"; the last \\boxed{...}; the last "the answer is N" / "answer: N"; the last number.
+    After a cue, N may be an equation whose value is read ("The answer is 34 + 25 = 59." -> "59");
+    an expression left unequal ("34 + 25") or a fraction ("3/4", anywhere) is no whole answer: None."""
+    # LaTeX spellings of a number, anywhere: "1{,}000", "\\$12", "1\\,000", "\\frac{3}{4}" -> "(3)/(4)"
+    text = text.replace("{,}", ",").replace("\\$", "$").replace("\\,", "").replace("\\!", "")
+    text = _FRAC.sub(r"(\1)/(\2)", text)
     if found := _HASHES.findall(text):
-        return normalize_number(found[-1])
+        return _final_value(found[-1])
     if (boxed := _boxed(text)) is not None:
         # the model committed to this box: a fraction or no number in it is no answer (no fallback)
-        boxed = boxed.replace("{,}", ",").replace("\\$", "$").replace("\\,", "").replace("\\!", "")
-        numbers = re.findall(NUMBER, boxed)
-        return normalize_number(numbers[0]) if numbers and "/" not in boxed and "frac" not in boxed else None
+        chain = _FIRST_CHAIN.search(boxed)
+        return _final_value(chain.group()) if chain else None
     if found := _ANSWER_IS.findall(text):
-        return normalize_number(found[-1])
-    numbers = re.findall(NUMBER, text)
-    return normalize_number(numbers[-1]) if numbers else None
+        return _final_value(found[-1])
+    numbers = _NUMBER_OR_FRACTION.findall(text)
+    return normalize_number(numbers[-1]) if numbers else None   # "3/4" last: normalize_number says None
 
 
 def reward(response: str, answer: str) -> float:

@@ -150,9 +150,25 @@ def per_step(advantages: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
 
 def standardize(step_adv: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
     """(A - mean) / std over the batch's real steps (--norm-adv). step_adv, step_mask [T, B] -> [T, B].
-    Subtracting the mean is itself a baseline: REINFORCE with it has a batch-mean baseline."""
+    Subtracting the mean is itself a baseline: REINFORCE with it has a batch-mean baseline.
+
+    Advantages without spread are not scaled. They count as equal when their std is at most 1e-5 of
+    their largest magnitude: then the std measures only the rounding of the mean (~1e-7 relative in
+    float32), and dividing by it would turn that noise into +-1 (one episode with A = -0.731 on every
+    step came out as +0.856). Equal advantages are
+      * of one sequence (one column with real steps): returned unchanged. A single sample has no batch
+        to be standardised against, and its own mean as a baseline would erase its only signal (SB3
+        normalises only when there is more than one sample);
+      * of several sequences: centred, i.e. exactly 0 -- none did better than the others (what exact
+        arithmetic gives, as GRPO's group without spread).
+    Per-step advantages of one sequence (ppo's GAE) that do vary are standardised as usual."""
     mean = masked_mean(step_adv, step_mask)
-    return (step_adv - mean) / (masked_mean((step_adv - mean) ** 2, step_mask).sqrt() + 1e-8)
+    centred = step_adv - mean
+    std = masked_mean(centred ** 2, step_mask).sqrt()
+    if std <= 1e-5 * (step_adv.abs() * step_mask).max():   # all equal, up to the rounding of the mean
+        one_sequence = int((step_mask.sum(0) > 0).sum()) <= 1
+        return step_adv.clone() if one_sequence else torch.zeros_like(step_adv)
+    return centred / (std + 1e-8)
 
 
 # ================================================================================================
@@ -196,7 +212,14 @@ def policy_loss(logp, logp_old, advantages, step_mask, ratio="token", clip_eps=0
     """
     if advantages.dim() == 1:
         advantages = advantages.expand_as(logp)
-    log_rho = log_ratio(logp, logp_old, step_mask, ratio)
+    # exp of a log-ratio above ~88.7 is inf in float32, and the backward pass of the min / dual clip then
+    # multiplies that inf by the zero gradient of the branch not taken: NaN, which no gradient clipping
+    # removes (--ratio joint sums a whole episode's log-ratios, so it gets there quickly). Clamp to +-20
+    # first, as verl does: rho = e^20 ~ 5e8 lies far outside any clip range, so the objective keeps its
+    # value wherever clipping decides it. The clamp is on the differentiable log-ratio, as verl's (its
+    # GSPO loss too): a ratio beyond +-20 is saturated and passes no gradient, like a ratio PPO's clip
+    # has cut. For seq and joint the sequence's value decides, so a whole episode saturates together.
+    log_rho = log_ratio(logp, logp_old, step_mask, ratio).clamp(-20.0, 20.0)
     rho = log_rho.exp()
     surrogate = torch.min(rho * advantages, rho.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
     if dual_clip > 0:

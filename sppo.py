@@ -40,8 +40,9 @@ import torch.nn as nn
 import envs
 from objective import (ESTIMATORS, Baselines, estimate, explained_variance, masked_mean, outcome_at_end, per_step, policy_loss,
                        standardize)
-from runlog import (ConfigError, StopOnCtrlC, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
-                    progress_writer, random_state, read_checkpoint, restore, run_folder, save_checkpoint)
+from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
+                    progress_writer, random_state, read_checkpoint, restore, resumed_settings, run_folder, save_checkpoint,
+                    diverged_status, stopped_status)
 from value import PromptValue, StepValue, mlp
 
 
@@ -85,7 +86,8 @@ class Args:
                                "after a compilation of up to a minute; same actions, observations equal to float rounding")
     save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
     run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
-    resume: str = opt("", "checkpoint to continue from (its saved settings are used; --total-steps and --device may change)")
+    resume: str = opt("", "checkpoint to continue from, its folder's model.pt (its saved settings are used; the budgets, "
+                          "--device, --stop-when-solved, --threads, --compile and --save-every may change)")
 
 
 # ================================================================================================
@@ -143,6 +145,10 @@ def check_args(args: Args) -> None:
                    positive_floats=("lr", "critic_lr", "clip_eps"))
     if args.total_episodes < 0:
         raise ConfigError(f"--total-episodes must be >= 0 (0: no episode budget), got {args.total_episodes}")
+    # one rule for every env and backend: the range all the generators here accept, with room for the
+    # per-update seeds derived from it (seed * 1_000_003 + update)
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise ConfigError(f"--seed must be an integer from 0 to 2**32 - 1, got {args.seed}")
     if args.reward == "shaped" and not args.task:
         raise ConfigError("--reward shaped is the expert stage of a --task; pass --task (one of "
                           f"{', '.join(envs.TASKS)}) or use --reward return")
@@ -163,7 +169,7 @@ def check_args(args: Args) -> None:
             raise ConfigError(f"--num-episodes ({args.num_episodes}) must be a multiple of --group-size ({args.group_size})")
     if args.compile and (args.backend == "gymnasium" or args.env not in envs.NATIVE_ENVS):
         raise ConfigError(f"--compile needs a native torch env (have: {', '.join(envs.NATIVE_ENVS)}), not {args.env}")
-    if args.reward == "success" and not args.task and args.env not in envs.SUCCESS:
+    if args.reward == "success" and not args.task and args.env.rpartition(":")[2] not in envs.SUCCESS:
         raise ConfigError(f"'{args.env}' has no success predicate (have: {', '.join(envs.SUCCESS)}); use --reward return")
 
 
@@ -245,15 +251,21 @@ def update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = T
                 value_loss = critic.loss(obs[real], critic_target[:T_mb, idx][real]).mean()
             else:
                 value_loss = torch.zeros(())
+            # a non-finite number stops the run before it reaches the weights (FloatingPointError; train()
+            # reports it): the losses before backward, the gradient norms before the step, the weights after it
+            check_finite({"the policy loss": pg_loss, "the value loss": value_loss, "the entropy": ent})
             optimizer.zero_grad()
             total = (loss if train_actor else 0) + value_loss   # separate networks: no coefficient needed
             if total.requires_grad:                              # (grpo during a warm-up: nothing to learn)
                 total.backward()
-            if args.max_grad_norm > 0:
-                for net in (actor, critic):
-                    if net is not None:
-                        nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm)
+            for name, net in (("actor", actor), ("critic", critic)):
+                if net is not None:   # clip_grad_norm_ returns the norm before clipping; without clipping, measure it
+                    norm = (nn.utils.clip_grad_norm_(net.parameters(), args.max_grad_norm) if args.max_grad_norm > 0 else
+                            nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None]))
+                    check_finite({f"the {name}'s gradient norm": norm})
             optimizer.step()
+            check_finite({f"a weight of the {name} after the optimizer step": net.parameters()
+                          for name, net in (("actor", actor), ("critic", critic)) if net is not None})
             for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("entropy", ent), *stats.items()):
                 sums[k] += float(v.detach())
             n += 1
@@ -272,11 +284,7 @@ def build(args: Args, device: torch.device):
     else:
         env = envs.make_env(args.env, args.num_episodes, device=str(device), seed=args.seed, backend=args.backend,
                             max_episode_steps=args.horizon or None)
-    obs_space = env.single_observation_space
-    if len(getattr(obs_space, "shape", ()) or ()) != 1 or not (hasattr(env.single_action_space, "n") or
-                                                                len(env.single_action_space.shape) == 1):
-        raise ConfigError(f"'{args.env}' needs a flat Box observation and a Discrete or flat Box action space")
-    obs_dim = obs_space.shape[0]
+    obs_dim = env.single_observation_space.shape[0]   # make_env refused every space the Actor cannot read
     actor = Actor(obs_dim, env.single_action_space, args.hidden).to(device)
     critic = {"prompt": lambda: PromptValue(obs_dim, args.hidden, target="success" if args.reward == "success" else "return"),
               "step": lambda: StepValue(obs_dim, args.hidden)}.get(ESTIMATORS[args.algo].critic, lambda: None)()
@@ -292,7 +300,9 @@ def saved_args(ckpt: dict, path: str) -> Args:
     try:
         return Args(**ckpt["args"])
     except TypeError:
-        raise ConfigError(f"checkpoint {path} holds settings sppo.py does not know; it was not written by it") from None
+        unknown = sorted(set(ckpt["args"]) - {f.name for f in dataclasses.fields(Args)}) if isinstance(ckpt["args"], dict) else []
+        raise ConfigError(f"checkpoint {path} holds settings sppo.py does not know ({', '.join(unknown) or 'not a mapping'}); "
+                          "it was written by another program or another version of sppo.py") from None
 
 
 def apply_task(args: Args) -> Args:
@@ -308,27 +318,37 @@ def apply_task(args: Args) -> Args:
 def init_actor(args: Args, actor: Actor) -> None:
     """--init: the actor's weights from a checkpoint of the same task (an SFT policy); the critic starts fresh."""
     init = read_checkpoint(args.init, ("args", "actor"))
-    if init["args"].get("task", "") != args.task:
-        raise ConfigError(f"--init {args.init} was trained on task '{init['args'].get('task') or init['args'].get('env')}', "
-                          f"not '{args.task or args.env}'")
+    trained = init["args"]
+    if trained.get("task", "") != args.task or (not args.task and trained.get("env") != args.env):
+        on = f"task '{trained['task']}'" if trained.get("task") else f"env '{trained.get('env')}'"
+        raise ConfigError(f"--init {args.init} was trained on {on}, not '{args.task or args.env}'; pass a checkpoint "
+                          f"of this run's {'task' if args.task else 'env'}")
     try:
         actor.load_state_dict(init["actor"])
-    except RuntimeError:
-        raise ConfigError(f"--init {args.init} holds a policy of another size; it was trained with "
-                          f"--hidden {init['args'].get('hidden')}, this run has --hidden {args.hidden}") from None
+    except RuntimeError:   # same env: the sizes differ only where the settings do
+        if trained.get("hidden") != args.hidden:
+            raise ConfigError(f"--init {args.init} holds a policy of another size; it was trained with "
+                              f"--hidden {trained.get('hidden')}, this run has --hidden {args.hidden}") from None
+        raise ConfigError(f"--init {args.init} holds a policy whose observation or action sizes are not those of "
+                          f"{args.env}; it is damaged or was written by another version of this project") from None
+
+
+# --resume continues the saved settings; a typed flag may change only how far the run goes, where it runs and
+# when it stops or saves (the same run, further). Any other typed flag that differs is refused (runlog.resumed_settings).
+CHANGE_ON_RESUME = ("total_steps", "total_episodes", "stop_when_solved", "device", "threads", "compile", "save_every")
 
 
 def train(args: Args) -> int:
+    ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
+    if ckpt is not None:
+        args = resumed_settings(saved_args(ckpt, args.resume), args, CHANGE_ON_RESUME, os.path.dirname(args.resume) or ".")
     args = apply_task(args)
     check_args(args)
-    ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
-    if ckpt is not None:  # continue with the saved settings; only the budget and the device may change
-        args = dataclasses.replace(saved_args(ckpt, args.resume), total_steps=args.total_steps, total_episodes=args.total_episodes,
-                                   device=args.device, resume=args.resume)
     device = pick_device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_dir = run_folder(args.resume, args.run_name or f"{args.task or args.env}__{args.algo}__{args.seed}__{int(time.time())}")
+    run_dir = run_folder(args.resume, args.run_name or f"{args.task or args.env}__{args.algo}__{args.seed}__{int(time.time())}",
+                         ckpt)
 
     env, actor, critic, optimizer = build(args, device)
     if args.init and ckpt is None:
@@ -344,19 +364,29 @@ def train(args: Args) -> int:
                         critic=None if critic is None else critic.state_dict(), optimizer=optimizer.state_dict(),
                         progress=progress, **random_state(device))
 
-    if ckpt is not None:
-        keep_rows_up_to(csv_path, progress["update"], COLUMNS)   # rows written after the checkpoint are replayed
+    if ckpt is not None and not os.path.isfile(ckpt_path):   # a resumed copy, where run_folder found no model.pt:
+        save()                                                 # from now on the folder's model.pt is the run's checkpoint
+    if ckpt is not None:   # rows written after the checkpoint are replayed
+        dropped = keep_rows_up_to(csv_path, progress["update"], COLUMNS)
+        if dropped:
+            print(f"note: dropped {dropped} row(s) of {csv_path} after update {progress['update']}, the checkpoint's: "
+                  "written after it, they are replayed", file=sys.stderr)
 
     from tqdm import tqdm
-    threshold = envs.gym.spec(args.env).reward_threshold if args.stop_when_solved and not args.task else None
+    threshold = envs.spec(args.env).reward_threshold if args.stop_when_solved and not args.task else None
     recent = deque(progress["recent_returns"], maxlen=20)   # the last 20 finished episodes
     status, start = "budget reached", time.perf_counter() - progress["wall_time"]
+    # a solved run resumed under the stopping rule has nothing to do: not one more update
+    solved = threshold is not None and len(recent) == 20 and np.mean(recent) >= threshold
+    if solved:
+        status = (f"solved already (last-20 mean return {np.mean(recent):.1f} >= {threshold:g}; "
+                  "--no-stop-when-solved trains on)")
     stop = StopOnCtrlC()
     with stop, open(csv_path, "a", newline="") as f, \
             tqdm(total=args.total_steps, initial=progress["env_steps"], unit="step", disable=None) as bar:
         writer = progress_writer(f, COLUMNS)
         try:
-            while progress["env_steps"] < args.total_steps and (
+            while not solved and progress["env_steps"] < args.total_steps and (
                     args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
                 # every update's initial states come from its own seed, so --resume replays the same run
                 batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"],
@@ -382,10 +412,17 @@ def train(args: Args) -> int:
                     status = "interrupted (Ctrl-C)"
                     break
             save()   # between updates: the checkpoint always matches the last row of progress.csv
+        except FloatingPointError as e:   # a non-finite number (update() checks): the weights may be half-way
+            status = f"diverged: update {progress['update'] + 1}: {e}"   # through this update, so nothing more is saved
         except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
-            status = f"stopped (second Ctrl-C); {ckpt_path} holds the last checkpoint"
+            status = stopped_status(ckpt_path, run_dir)
+    if status.startswith("diverged"):
+        print("error: " + diverged_status(status[len("diverged: "):], ckpt_path, csv_path, COLUMNS, "update",
+                                          None if args.max_grad_norm > 0 else Args.max_grad_norm), file=sys.stderr)
     plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{args.algo} on {args.env}", x="env_steps",
                   curves=[("mean_return", "mean return")], ylabel="mean episode return", twin=("success_rate", "success rate"))
+    if status.startswith("diverged"):
+        return 3
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
           f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
           f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")

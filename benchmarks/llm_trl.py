@@ -6,7 +6,8 @@ settings are those of the reference measurement in the issue: G = 8 completions 
 lr 2e-5, no KL (beta 0), one pass per batch, 30 steps. Before and after training the model is scored by
 llm_demo.evaluate on the same 200 held-out problems (Avg@2 at temperature 0.7, greedy). Writes
 results/llm/runs/trl-grpo.json (trl-grpo-s<N>.json for --seed N != 1), which benchmarks/llm.py puts in
-its table. Benchmark-only dependencies:
+its table. With --run-name (as benchmarks/llm_suite.py runs it) it writes runs/<run-name>/results.json and
+progress.csv (the reward of each step's completions) as llm_demo.py does, instead. Benchmark-only dependencies:
 
     pip install trl datasets
     python benchmarks/llm_trl.py                 # llm_demo.py's flags change the shared settings
@@ -60,7 +61,7 @@ def main():
                         per_device_train_batch_size=16, num_generations=8, steps_per_generation=1,
                         gradient_accumulation_steps=1, learning_rate=2e-5, beta=0.0, temperature=a.temperature,
                         top_k=0, top_p=1.0, max_completion_length=a.max_new_tokens, max_steps=a.steps,
-                        num_iterations=1, logging_steps=5, report_to=[], save_strategy="no", seed=a.seed)
+                        num_iterations=1, logging_steps=1, report_to=[], save_strategy="no", seed=a.seed)
     trainer = GRPOTrainer(model=policy.model, reward_funcs=correct, args=config, train_dataset=data,
                           processing_class=policy.tok)
     t0 = time.perf_counter()
@@ -82,7 +83,15 @@ def main():
            "process_s": time.perf_counter() - T_START, "provenance": prov,
            "summary": f"TRL GRPO: Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%}, greedy "
                       f"{before['greedy']:.1%} -> {after['greedy']:.1%}, {train_s:.0f} s of training"}
-    save_json(os.path.join(OUT, "runs", name + ".json"), res)
+    if a.run_name:   # as llm_demo.py: the run's folder, for the benchmark runner
+        folder = os.path.join("runs", a.run_name)
+        os.makedirs(folder, exist_ok=True)
+        save_json(os.path.join(folder, "results.json"), res)
+        rewards = [log["reward"] for log in trainer.state.log_history if "reward" in log]
+        with open(os.path.join(folder, "progress.csv"), "w") as f:
+            f.write("step,reward\n" + "".join(f"{i},{r}\n" for i, r in enumerate(rewards, start=1)))
+    else:
+        save_json(os.path.join(OUT, "runs", name + ".json"), res)
     print(res["summary"])
 
 

@@ -5,6 +5,8 @@ pytest tmp_path as cwd and nothing lands in the repository. Budgets are tiny: an
 (torch, gymnasium, matplotlib) costs ~3-5 s here, more than the training itself.
 """
 import csv
+import dataclasses
+import importlib.util
 import os
 import re
 import shutil
@@ -15,10 +17,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
+import control_tasks
 import envs
+import sppo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "sppo.py")
@@ -217,6 +222,26 @@ def write_foreign_checkpoint(path):
     torch.save({"weights": torch.zeros(3)}, path)            # a valid torch file, not from sppo.py
 
 
+def write_sft_checkpoint(path):
+    """What control_tasks.py sft writes (settings, a policy, what it measured), here with an untrained
+    precision-cartpole policy: near-uniform, so its episodes end after a few dozen steps."""
+    torch.manual_seed(0)
+    actor = sppo.Actor(4, gym.spaces.Discrete(2), 64)
+    torch.save({"args": dataclasses.asdict(sppo.Args(task="precision-cartpole", env="CartPole-v1")),
+                "actor": actor.state_dict(), "sft": {"demos": 1}}, path)
+
+
+def write_llm_checkpoint(path):
+    """The keys llm_demo.py saves in its model.pt."""
+    torch.save({"args": {"model": "tiny"}, "policy": {}, "critic": None, "optimizer": {}, "progress": {},
+                "rng": torch.get_rng_state()}, path)
+
+
+def absent_device():
+    """A device kind torch knows that this machine lacks (none on a machine with all of them)."""
+    return next((kind for kind in ("mps", "xpu", "mtia") if not getattr(torch, kind).is_available()), None)
+
+
 # (id, arguments, substrings the one-line message must contain); {ckpt} is a path in the test's cwd
 BAD = [
     ("unknown-env", ["--env", "CartPole-v9"], ["CartPole-v9", "CartPole-v1"]),
@@ -233,6 +258,24 @@ BAD = [
     ("resume-random-bytes", ["--resume", "{ckpt}"], ["{ckpt}"]),
     ("resume-foreign", ["--resume", "{ckpt}"], ["{ckpt}"]),
     ("resume-truncated", ["--resume", "{ckpt}"], ["{ckpt}"]),
+    # one seed rule for both backends
+    ("seed-negative-gymnasium", ["--env", "CartPole-v1", "--backend", "gymnasium", "--seed", "-1"], ["--seed", "2**32 - 1", "-1"]),
+    ("seed-negative-native", ["--env", "CartPole-v1", "--seed", "-1"], ["--seed", "-1"]),
+    ("seed-above-32-bits", ["--env", "LunarLander-v3", "--seed", str(2**32)], ["--seed", str(2**32)]),
+    # every device checked the same way
+    ("device-meta", ["--device", "meta"], ["--device meta"]),
+    ("device-kind-absent", ["--device", "<absent>"], ["--device <absent>", "--device cpu"]),
+    ("device-index-absent", ["--device", "cuda:<count>"], ["--device cuda:<count>", "--device cpu"]),
+    # gymnasium's own reason, and the pip extra where there is one
+    ("old-mujoco-version", ["--env", "Hopper-v3"], ["gymnasium-robotics", "Hopper-v5 is installed"]),
+    ("ale-without-ale-py", ["--env", "ALE/Pong-v5"], ["Namespace ALE not found", 'pip install "gymnasium[atari]"']),
+    ("module-not-importable", ["--env", "no_such_module_xyz:Foo-v0"], ["'no_such_module_xyz'", "PYTHONPATH"]),
+    ("image-observations", ["--env", "CarRacing-v3"], ["Box(0, 255, (96, 96, 3), uint8)", "Discrete"]),
+    # checkpoints: the real cause
+    ("init-from-another-env", ["--env", "Pendulum-v1", "--init", "{tiny}"], ["env 'CartPole-v1', not 'Pendulum-v1'"]),
+    ("resume-an-sft-policy", ["--resume", "{ckpt}"], ["SFT policy", "--init {ckpt}"]),
+    ("init-from-an-llm-run", ["--init", "{ckpt}"], ["llm_demo.py", "not a control policy"]),
+    ("resume-an-llm-run", ["--resume", "{ckpt}"], ["llm_demo.py"]),
 ]
 
 
@@ -254,8 +297,17 @@ def test_bad_input(tmp_path, tiny_run, case, args, expect):
     if case == "resume-truncated":
         data = (tiny_run[1] / "model.pt").read_bytes()
         ckpt.write_bytes(data[:len(data) // 2])
-    args = [a.replace("{ckpt}", str(ckpt)) for a in args]
-    expect = [e.replace("{ckpt}", str(ckpt)) for e in expect]
+    if case == "resume-an-sft-policy":
+        write_sft_checkpoint(ckpt)
+    if case in ("init-from-an-llm-run", "resume-an-llm-run"):
+        write_llm_checkpoint(ckpt)
+    if case == "ale-without-ale-py" and importlib.util.find_spec("ale_py") is not None:
+        pytest.skip("ale-py is installed here")
+    if case == "device-kind-absent" and absent_device() is None:
+        pytest.skip("this machine has every device kind tried")
+    fill = {"{ckpt}": str(ckpt), "{tiny}": str(tiny_run[1] / "model.pt"), "<absent>": str(absent_device()),
+            "<count>": str(torch.cuda.device_count())}   # cuda:<count> is one past the last GPU, or cuda:0 on none
+    args, expect = ([_fill(a, fill) for a in x] for x in (args, expect))
     before = sorted(os.listdir(tmp_path))
 
     proc = run_cli(tmp_path, *args, "--total-steps", 100)
@@ -266,6 +318,12 @@ def test_bad_input(tmp_path, tiny_run, case, args, expect):
     for e in expect:
         assert e in lines[0], (e, lines[0])
     assert sorted(os.listdir(tmp_path)) == before                # no runs/ folder, no files
+
+
+def _fill(text, fill):
+    for key, value in fill.items():
+        text = text.replace(key, value)
+    return text
 
 
 @pytest.mark.parametrize("args", [["--num-episodes", "x"], ["--no-such-flag"]])
@@ -422,7 +480,7 @@ def test_missing_package_is_one_line(monkeypatch):
         raise ModuleNotFoundError("No module named 'jax'", name="jax")
 
     monkeypatch.setattr(gym, "make_vec", needs_jax)
-    with pytest.raises(envs.EnvError, match="pip install jax"):
+    with pytest.raises(envs.EnvError, match=r"needs the package 'jax', which is not installed: pip install \"gymnasium\[jax\]\""):
         envs.make_env("Acrobot-v1", 2, backend="gymnasium")
 
 
@@ -434,3 +492,222 @@ def test_resume_from_a_tampered_checkpoint_is_one_line(tmp_path, tiny_run):
     proc = run_cli(tmp_path, "--resume", str(tmp_path / "model.pt"))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error:") and "damaged" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# Clear refusals, with the real reason: devices, spaces, env ids, checkpoints, the gif stage
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["mps", "xpu", "mtia", "hpu", "privateuseone", "meta", "cuda:<count>", "cpu:1",
+                                  "garbage", "cuda:-1"])
+def test_every_device_is_checked_the_same_way(name):
+    """Any device this machine lacks -- another kind, an index past the last, meta, a name torch does not
+    know -- is one ConfigError naming it, before anything is built on it."""
+    from runlog import ConfigError, pick_device
+    name = name.replace("<count>", str(torch.cuda.device_count()))
+    kind = name.split(":")[0]
+    if kind in ("mps", "xpu", "mtia") and getattr(torch, kind).is_available():
+        pytest.skip(f"this machine has a {kind} device")
+    with pytest.raises(ConfigError) as refused:
+        pick_device(name)
+    assert f"'{name}'" in str(refused.value) or f"--device {name} " in str(refused.value), str(refused.value)
+    assert pick_device("cpu") == torch.device("cpu") and pick_device("auto").type in ("cpu", "cuda")
+
+
+def test_a_gpu_index_past_the_last_is_refused(monkeypatch):
+    """--device cuda:7 on a one-GPU machine (simulated: torch.cuda reports one device) used to pass the
+    check and fail later in a traceback."""
+    from runlog import ConfigError, pick_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError) as refused:
+        pick_device("cuda:7")
+    assert str(refused.value) == "--device cuda:7 but this machine has 1 cuda device(s) (cuda:0); use one of them or --device cpu"
+    assert pick_device("cuda:0") == torch.device("cuda:0") and pick_device("cuda") == torch.device("cuda")
+
+
+class SpacesProbe(gym.Env):
+    """An env with the given spaces that records the actions it is given."""
+
+    def __init__(self, observation_space, action_space):
+        self.observation_space, self.action_space, self.actions = observation_space, action_space, []
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.actions.append(action)
+        return self.observation_space.sample(), 1.0, False, False, {}
+
+
+@pytest.fixture
+def probe_env():
+    """register(observation_space, action_space) -> the id of a SpacesProbe env with them (5 steps long)."""
+    ids = []
+
+    def register(observation_space, action_space):
+        env_id = f"SpacesProbe{len(ids)}-v0"
+        gym.register(env_id, entry_point=lambda: SpacesProbe(observation_space, action_space), max_episode_steps=5)
+        ids.append(env_id)
+        return env_id
+    yield register
+    for env_id in ids:
+        del gym.registry[env_id]
+
+
+S = gym.spaces
+VECTOR, DISCRETE = S.Box(-1.0, 1.0, (3,)), S.Discrete(2)
+REFUSED_SPACES = [   # (case, observation space, action space, what the message names)
+    ("act-multidiscrete", VECTOR, S.MultiDiscrete([3, 3]), "acts in MultiDiscrete([3 3])"),
+    ("act-multibinary", VECTOR, S.MultiBinary(4), "acts in MultiBinary(4)"),
+    ("act-int-box", VECTOR, S.Box(0, 5, (2,), np.int64), "acts in Box(0, 5, (2,), int64)"),
+    ("act-text", VECTOR, S.Text(5), "acts in Text("),
+    ("act-tuple", VECTOR, S.Tuple((DISCRETE, DISCRETE)), "acts in Tuple("),
+    ("obs-image", S.Box(0, 255, (8, 8, 3), np.uint8), DISCRETE, "observes Box(0, 255, (8, 8, 3), uint8)"),
+    ("obs-2d-box", S.Box(-1.0, 1.0, (2, 3)), DISCRETE, "observes Box(-1.0, 1.0, (2, 3), float32)"),
+    ("obs-dict", S.Dict({"a": VECTOR}), DISCRETE, "observes Dict("),
+    ("obs-tuple", S.Tuple((VECTOR, VECTOR)), DISCRETE, "observes Tuple("),
+    ("obs-multibinary", S.MultiBinary(4), DISCRETE, "observes MultiBinary(4)"),
+    ("obs-text", S.Text(5), DISCRETE, "observes Text("),
+]
+
+
+@pytest.mark.parametrize("case, obs_space, action_space, named", REFUSED_SPACES, ids=[r[0] for r in REFUSED_SPACES])
+def test_unsupported_spaces_are_refused_by_type(probe_env, case, obs_space, action_space, named):
+    """Spaces are checked by type, not by shape: MultiDiscrete actions have a shape of one dimension, but a
+    Gaussian's float actions are not theirs. Anything but Discrete and (float) Box is one EnvError."""
+    env_id = probe_env(obs_space, action_space)
+    with pytest.raises(envs.EnvError) as refused:
+        envs.make_env(env_id, 2)
+    message = str(refused.value)
+    assert "\n" not in message and env_id in message and named in message, message
+
+
+def test_discrete_observations_and_shaped_or_shifted_actions_are_carried(probe_env, tmp_path, monkeypatch, capsys):
+    """Discrete observations arrive one-hot; Discrete actions 0..n-1 reach the env shifted to its `start`;
+    a Box action of any shape is the Gaussian's flat sample, reshaped. sppo.py trains on both."""
+    shifted = envs.make_env(probe_env(S.Discrete(5, start=3), S.Discrete(3, start=-1)), 2, seed=0)
+    obs = shifted.reset(seed=0)
+    assert obs.shape == (2, 5) and shifted.single_observation_space.shape == (5,)
+    assert obs.sum(1).tolist() == [1.0, 1.0] and set(obs.flatten().tolist()) <= {0.0, 1.0}
+    shifted.step(torch.tensor([0, 2]))
+    assert [int(e.unwrapped.actions[-1]) for e in shifted.env.envs] == [-1, 1]
+
+    box_id = probe_env(S.Discrete(4), S.Box(-1.0, 1.0, (2, 3)))
+    shaped = envs.make_env(box_id, 2, seed=0)
+    actions = torch.arange(12.0).view(2, 6)
+    shaped.reset(seed=0)
+    shaped.step(actions)
+    for i, e in enumerate(shaped.env.envs):
+        assert np.array_equal(e.unwrapped.actions[-1], actions[i].view(2, 3).numpy())
+
+    monkeypatch.chdir(tmp_path)
+    assert sppo.main(["--env", box_id, "--total-steps", "40", "--num-episodes", "4", "--run-name", "probe"]) == 0
+    assert "budget reached" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("backend", ["torch", "gymnasium"])
+def test_make_env_has_one_seed_rule_for_both_backends(backend):
+    """A negative seed: the native env took it, gymnasium's ended in numpy's ValueError."""
+    with pytest.raises(envs.EnvError, match=r"^seed must be an integer from 0 to 2\*\*64 - 1, got -1$"):
+        envs.make_env("CartPole-v1", 2, seed=-1, backend=backend)
+
+
+def test_module_colon_id_imports_the_module_as_gymnasium_does():
+    env = envs.make_env("gymnasium.envs.classic_control.cartpole:CartPole-v1", 2, backend="gymnasium")
+    assert env.env_id == "CartPole-v1"   # the registered id: success predicates are found by it
+    assert env.reset(seed=0).shape == (2, 4)
+    assert envs.spec("gymnasium.envs.classic_control.cartpole:CartPole-v1").id == "CartPole-v1"
+
+
+def test_module_colon_id_on_the_command_line(tmp_path):
+    proc = run_cli(tmp_path, "--env", "gymnasium.envs.classic_control.cartpole:CartPole-v1", "--total-steps", 300,
+                   "--num-episodes", 8, "--run-name", "m")
+    assert_ok(proc)
+    assert summary(proc.stdout)["status"] == "budget reached"
+
+
+def test_a_namespace_registered_on_import_is_imported(tmp_path, monkeypatch):
+    """ALE/ ids exist once ale_py is imported (gymnasium 1.x no longer imports plugins): make_env imports
+    the package of such a namespace where it is installed. Shown with a stand-in package."""
+    (tmp_path / "probe_namespace_pkg.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('ProbeNS/Cart-v0', entry_point='gymnasium.envs.classic_control.cartpole:CartPoleEnv', "
+        "max_episode_steps=5)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(envs._NAMESPACES, "ProbeNS", ("probe_namespace_pkg", "probe-extra"))
+    try:
+        env = envs.make_env("ProbeNS/Cart-v0", 2)
+        assert env.env_id == "ProbeNS/Cart-v0" and env.reset(seed=0).shape == (2, 4)
+    finally:
+        gym.registry.pop("ProbeNS/Cart-v0", None)
+
+
+def test_an_import_error_keeps_gymnasiums_reason():
+    """Hopper-v3 needs mujoco-py: gymnasium raises an ImportError naming no module ('pip install None'
+    before); its own words are kept, with the newest installed version of the env."""
+    with pytest.raises(envs.EnvError) as refused:
+        envs.make_env("Hopper-v3", 1)
+    message = str(refused.value)
+    assert "None" not in message and "gymnasium-robotics" in message and "Hopper-v5 is installed" in message
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["eval", "--checkpoint", "{sft}", "--task", "pendulum"],
+     "was trained on --task precision-cartpole, not on --task pendulum (Pendulum-v1)"),
+    (["gif", "--checkpoint", "{sft}", "--task", "mountaincar"], "was trained on --task precision-cartpole"),
+    (["eval", "--checkpoint", "{llm}"], "a run of llm_demo.py (a language model), not a control policy"),
+    (["sft", "--task", "pendulum", "--expert", "{llm}"], "a run of llm_demo.py"),
+    (["eval", "--checkpoint", "{sft}", "--seed", "-1"], "--seed must be an integer from 0 to 2**32 - 1, got -1"),
+])
+def test_stage_checkpoints_are_refused_with_the_real_cause(tmp_path, monkeypatch, capsys, argv, expect):
+    monkeypatch.chdir(tmp_path)
+    write_sft_checkpoint(tmp_path / "sft.pt")
+    write_llm_checkpoint(tmp_path / "llm.pt")
+    argv = [a.replace("{sft}", "sft.pt").replace("{llm}", "llm.pt") for a in argv]
+    assert control_tasks.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expect in err[0], err
+
+
+@pytest.mark.parametrize("out, expect", [("missing/episode.gif", "the folder missing does not exist"),
+                                         ("episode.txt", "extension"), ("episode", "extension"),
+                                         (".", "is a folder")])
+def test_gif_checks_its_output_path_before_rendering(tmp_path, monkeypatch, capsys, out, expect):
+    monkeypatch.chdir(tmp_path)
+    write_sft_checkpoint(tmp_path / "sft.pt")
+
+    def too_early(*args, **kwargs):
+        raise AssertionError("the policy was loaded and rendered before --out was checked")
+    monkeypatch.setattr(control_tasks, "load_actor", too_early)
+    monkeypatch.setattr(gym, "make", too_early)
+    assert control_tasks.main(["gif", "--checkpoint", "sft.pt", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out ") and expect in err[0], err
+
+
+def test_gif_turns_the_image_librarys_errors_into_one_line(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    write_sft_checkpoint(tmp_path / "sft.pt")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Image.Image, "save", disk_full)
+    assert control_tasks.main(["gif", "--checkpoint", "sft.pt", "--out", "episode.gif"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: cannot write episode.gif: [Errno 28] No space left on device"], err
+
+
+def test_gif_on_a_headless_machine_prints_no_error_line(tmp_path):
+    """Without a display SDL (pygame, which draws the frames) printed "error: XDG_RUNTIME_DIR is invalid
+    or not set in the environment." although the GIF was written."""
+    write_sft_checkpoint(tmp_path / "sft.pt")
+    env = {k: v for k, v in child_env().items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "control_tasks.py"), "gif", "--checkpoint", "sft.pt",
+                           "--out", "episode.gif"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("error:")], proc.stderr
+    assert proc.stdout.startswith("wrote episode.gif") and (tmp_path / "episode.gif").stat().st_size > 0

@@ -438,3 +438,77 @@ def test_corrupt_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     assert run(tmp_path, monkeypatch, "--resume", str(bad)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot read checkpoint" in err[0]
+
+
+def problems_file(path, n, long_at=None, blank_at=()):
+    """A GSM8K-format JSONL file of n short problems, blank lines at the file lines `blank_at` and, at file
+    line `long_at`, one problem whose prompt is far longer than the others."""
+    lines, k = [], 0
+    while k < n:
+        if len(lines) + 1 in blank_at:
+            lines.append("")
+            continue
+        question = ("a very long question " * 40) if len(lines) + 1 == long_at else f"What is {k} + 1?"
+        lines.append('{"question": "%s", "answer": "#### %d"}' % (question, k + 1))
+        k += 1
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def write_control_checkpoint(path, sft=False):
+    """What sppo.py (or, sft=True, control_tasks.py sft) saves."""
+    import dataclasses
+    keys = {"sft": {}} if sft else {"critic": None, "optimizer": {}, "progress": {}, "rng": torch.get_rng_state()}
+    torch.save({"args": dataclasses.asdict(sppo.Args()), "actor": {}, **keys}, path)
+    return str(path)
+
+
+BEFORE_LOADING = [   # (case, flags after TINY_FLAGS (n-train 40, n-eval 4, batch 8, group 4), the line names)
+    ("n-train-below-one-step", ["--n-train", 8, "--batch-size", 16],
+     "--n-train 8 makes 8 training problems, fewer than the 16 prompts each step draws (--batch-size 16)"),
+    ("n-train-below-one-step-grpo", ["--algo", "grpo", "--n-train", 1], "fewer than the 2 prompts each step draws "
+                                                                        "(--batch-size 8 / --group-size 4)"),
+    ("data-file-below-one-step", ["--data-file", "{3}", "--eval-file", "{4}"], "3 problems, fewer than the 8 prompts"),
+    ("held-out-split-leaves-too-few", ["--data-file", "{9}"], "5 to train on after holding out --n-eval 4"),
+    ("eval-file-below-n-eval", ["--eval-file", "{3}"], "has 3 problems, fewer than --n-eval 4; pass --n-eval 3"),
+    ("gsm8k-without-the-hub", ["--dataset", "gsm8k"], "datasets"),
+    ("data-file-and-gsm8k", ["--dataset", "gsm8k", "--data-file", "{9}"], "--data-file replaces --dataset gsm8k"),
+    ("seed-negative", ["--seed", -1], "--seed must be an integer from 0 to 2**32 - 1, got -1"),
+    ("data-seed-negative", ["--data-seed", -3], "--data-seed must be an integer from 0 to 2**32 - 1"),
+    ("eval-seed-above-32-bits", ["--eval-seed", 2**32], "--eval-seed must be an integer from 0 to 2**32 - 1"),
+    ("eval-k-above-a-batch", ["--eval-k", 129], "--eval-k must be at most 128"),
+    ("device-meta", ["--device", "meta"], "--device meta"),
+    ("device-index-absent", ["--device", f"cuda:{torch.cuda.device_count()}"], f"--device cuda:{torch.cuda.device_count()} "),
+    ("resume-a-control-run", ["--resume", "{control}"], "is a run of sppo.py (a control policy), not a model.pt of llm_demo.py"),
+    ("resume-an-sft-policy", ["--resume", "{sft}"], "is an SFT policy written by control_tasks.py sft, not a model.pt"),
+]
+
+
+@pytest.mark.parametrize("case, flags, expect", BEFORE_LOADING, ids=[c[0] for c in BEFORE_LOADING])
+def test_settings_and_data_are_checked_before_the_model_loads(tmp_path, monkeypatch, capsys, tiny, case, flags, expect):
+    """Every relation between settings and data sizes is one line, exit code 2, before the model loads:
+    --n-train 8 with 16 responses per step ended in numpy's ValueError after loading and a first evaluation."""
+    def too_late(*args, **kwargs):
+        raise AssertionError("the model was loaded before the settings were checked")
+    monkeypatch.setattr(llm_models, "load", too_late)
+    monkeypatch.setitem(sys.modules, "datasets", None)   # no hub here: `import datasets` fails
+    files = {"{3}": problems_file(tmp_path / "three.jsonl", 3), "{4}": problems_file(tmp_path / "four.jsonl", 4),
+             "{9}": problems_file(tmp_path / "nine.jsonl", 9), "{control}": write_control_checkpoint(tmp_path / "c.pt"),
+             "{sft}": write_control_checkpoint(tmp_path / "sft.pt", sft=True)}
+    flags = [files.get(str(f), f) for f in flags]
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expect in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("eval_file", [False, True])
+def test_a_too_long_prompt_is_named_by_its_line_in_the_file(tmp_path, monkeypatch, capsys, tiny, eval_file):
+    """The held-out split of a data file is shuffled: the error names the file's line, not a position in
+    the shuffled split (nor an index that skips the blank lines)."""
+    data = problems_file(tmp_path / "d.jsonl", 12, long_at=7, blank_at=(3,))
+    flags = (["--eval-file", data, "--n-eval", 8, "--data-file", problems_file(tmp_path / "t.jsonl", 12)] if eval_file
+             else ["--data-file", data])
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, *flags, "--max-prompt-tokens", 300) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 " in err[0] and "(the first, " + data + ":7, has " in err[0], err

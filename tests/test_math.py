@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from objective import (gae_advantage, grpo_advantage, log_ratio, masked_mean, policy_loss, reinforce_advantage,
-                       rloo_advantage, sppo_advantage)
+                       rloo_advantage, sppo_advantage, standardize)
 from sppo import Actor
 from value import PromptValue, ReturnScaler, StepValue
 
@@ -541,3 +541,102 @@ def test_actor_box_is_diagonal_gaussian():
     actor.logp_entropy(obs[None], action[None])[0].sum().backward()
     assert actor.log_std.grad is not None and torch.isfinite(actor.log_std.grad).all()
     assert actor.net[0].weight.grad is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-finite numbers: the log-ratio's clamp, standardising advantages without spread
+# ------------------------------------------------------------------------------------------------
+def one_step_float32(diff, A, dual_clip=3.0, ratio="token", steps=1):
+    """An episode of `steps` steps, each with log pi - log pi_old = diff, in float32 (the trainers' dtype)."""
+    logp_old = torch.full((steps, 1), -1.3)
+    logp = (logp_old + diff).requires_grad_()
+    loss, _ = policy_loss(logp, logp_old, torch.tensor([A]), torch.ones(steps, 1), ratio, 0.2, dual_clip)
+    loss.backward()
+    return loss.item(), logp.grad
+
+
+# (log-ratio, A, dual clip) -> loss: beyond +-20 the ratio is e^+-20; its gradient is 0
+HUGE_RATIO_CASES = {
+    "the issue's step: 89, A = 1 (clipped at 1 + eps)":      (89.0, 1.0, 3.0, -1.2),
+    "89, A = -1: the dual clip bounds it at c * A":          (89.0, -1.0, 3.0, 3.0),
+    "89, A = -1, no dual clip: the ratio saturates at e^20": (89.0, -1.0, 0.0, math.exp(20)),
+    "1000, A = 1":                                           (1000.0, 1.0, 3.0, -1.2),
+    "-1000, A = 1: saturates at e^-20":                      (-1000.0, 1.0, 3.0, -math.exp(-20)),
+    "-1000, A = -1 (clipped at 1 - eps)":                    (-1000.0, -1.0, 3.0, 0.8),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_RATIO_CASES))
+def test_policy_loss_clamps_the_log_ratio_to_20_before_exp(case):
+    # unclamped, exp(89) is inf in float32 and the backward pass of the min gives 0 * inf = NaN
+    diff, A, dual, loss = HUGE_RATIO_CASES[case]
+    got_loss, grad = one_step_float32(diff, A, dual)
+    assert got_loss == pytest.approx(loss, rel=1e-6)
+    assert torch.equal(grad, torch.zeros_like(grad))   # finite: a saturated ratio passes no gradient
+
+
+@pytest.mark.parametrize("ratio, steps", [("joint", 4), ("joint", 500), ("seq", 4)])
+@pytest.mark.parametrize("A", [1.0, -1.0])
+@pytest.mark.parametrize("dual_clip", [3.0, 0.0])
+def test_sequence_ratios_beyond_20_give_finite_zero_gradients(ratio, steps, A, dual_clip):
+    # joint: 4 steps of 25 sum to a log-ratio of 100 (exp: inf in float32); 500 steps of 0.2 (each
+    # step unremarkable) sum to 100 too; seq: a mean of 100
+    diff = 0.2 if steps == 500 else 25.0 if ratio == "joint" else 100.0
+    loss, grad = one_step_float32(diff, A, dual_clip, ratio, steps)
+    expected = (-1.2 if A > 0 else 3.0) if A > 0 or dual_clip else math.exp(20)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert torch.equal(grad, torch.zeros_like(grad))
+
+
+def test_policy_loss_just_inside_20_is_unclamped():
+    # A < 0 without dual clip: the surrogate is rho * A, its gradient -rho * A, at rho = e^19.9 as ever
+    loss, grad, _ = one_step_loss(-1.0, math.exp(19.9), dual_clip=0.0)
+    assert loss == pytest.approx(math.exp(19.9), rel=1e-12)
+    assert grad == pytest.approx(math.exp(19.9), rel=1e-12)
+
+
+def test_policy_loss_float64_overflow_is_clamped_too():
+    logp_old = t([[-1.3]])
+    logp = (logp_old + 800.0).requires_grad_()     # exp(800) is inf even in float64
+    loss, _ = policy_loss(logp, logp_old, t([[1.0]]), t([[1.0]]), "token")
+    loss.backward()
+    assert loss.item() == pytest.approx(-1.2) and logp.grad.item() == 0.0
+
+
+@pytest.mark.parametrize("A, T", [(-0.731, 37), (-3.211, 7), (-3.211, 13), (5.5, 37), (-0.731, 10)])
+def test_standardize_one_episode_keeps_its_advantage(A, T):
+    # --num-episodes 1: one sequence advantage on every step; its std is rounding noise (~1e-7), which
+    # used to turn -0.731 into +0.856, -3.211 into -+0.960 and 5.5 into 0
+    adv = torch.full((T, 1), A)
+    out = standardize(adv, torch.ones(T, 1))
+    assert torch.equal(out, adv)
+    assert out.unique().item() == torch.tensor(A).item()
+    # padding after the episode's end changes nothing
+    mask = torch.cat([torch.ones(T, 1), torch.zeros(5, 1)])
+    padded = torch.cat([adv, torch.full((5, 1), 9.0)])
+    assert torch.equal(standardize(padded, mask)[:T], adv)
+
+
+@pytest.mark.parametrize("A, lengths", [(-0.731, [10, 10, 10, 10]), (0.1, [37, 20, 5]), (0.3, [3, 7]),
+                                        (1.0 / 3, [10, 10, 10, 10]), (1.0, [4, 4]), (0.0, [5, 2])])
+def test_standardize_all_equal_batch_is_exactly_zero(A, lengths):
+    # several episodes, all with the same advantage (reinforce on a batch of equal outcomes): none did
+    # better than the others; rounding noise used to come out as +-0.43 .. +-0.86
+    T = max(lengths)
+    mask = prefix_mask(lengths, T).float()
+    out = standardize(torch.full((T, len(lengths)), A), mask)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_standardize_with_spread_is_unchanged():
+    # an ordinary batch: (A - mean) / (std + 1e-8) over the real steps, bit for bit
+    g = torch.Generator().manual_seed(11)
+    lengths = [6, 3, 1, 4]
+    mask = prefix_mask(lengths, 6).float()
+    for adv in (torch.randn(4, generator=g).expand(6, 4), torch.randn(6, 4, generator=g)):
+        mean = masked_mean(adv, mask)
+        expected = (adv - mean) / (masked_mean((adv - mean) ** 2, mask).sqrt() + 1e-8)
+        assert torch.equal(standardize(adv, mask), expected)
+    # one episode whose per-step advantages vary (ppo's GAE) is standardised as usual
+    close(standardize(t([[1.0], [2.0], [3.0]]), t([[1.0], [1.0], [1.0]])),
+          [[-math.sqrt(1.5)], [0.0], [math.sqrt(1.5)]], atol=1e-7, rtol=0)

@@ -33,3 +33,22 @@ def make_tiny_lm(folder: str, layers: int = 2, hidden: int = 32, seed: int = 0) 
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def make_tiny_gpt2(folder: str, layers: int = 2, hidden: int = 32, dropout: float = 0.1, seed: int = 0) -> str:
+    """The same byte tokenizer on a tiny GPT-2: another architecture (its blocks live at `.h`, not
+    `.layers`) and, unlike the Llama, dropout in its config (embeddings, residuals, attention)."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+    if os.path.isfile(os.path.join(folder, "config.json")):
+        return folder
+    tok = AutoTokenizer.from_pretrained(make_tiny_lm(folder + "-llama", hidden=hidden))   # its byte tokenizer
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tok), n_embd=hidden, n_layer=layers, n_head=4, n_positions=512,
+                        resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                        bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    model = GPT2LMHeadModel(config)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

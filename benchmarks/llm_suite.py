@@ -1,0 +1,211 @@
+"""The LLM demo's task suite: do the defaults learn on tasks they were not chosen on?
+
+Four offline tasks of different base accuracy and answer form, each scored with the demo's protocol (200
+held-out problems, Avg@2 at the training temperature, greedy beside it):
+
+    arith-d1    the built-in generated word problems, difficulty 1 (the task the defaults were chosen on)
+    arith-d2    the same generator at difficulty 2 (one multiplication)
+    multiply    bare two-digit x one-digit products, in four phrasings        results/llm/data/multiply_*.jsonl
+    multistep   two- and three-step word problems of other stories and forms    results/llm/data/multistep_*.jsonl
+
+The last two are files a user would bring (GSM8K-format JSONL, written by this script with a fixed held-out
+split of 200; committed, so the runs need no generation). On each task: Sequence-Level PPO, GRPO (G = 8) and
+TRL's GRPOTrainer with three seeds, token-level PPO and RLOO with one; every run is a fresh process at the
+demo's defaults (only the algorithm and the task change), one thread each, two at once. Finished runs are kept
+in results/llm/suite/<task>__<algo>__<seed>.json and skipped next time. results/llm/suite.json holds one
+record per run (task, algo, seed, flags, accuracy_before, accuracy_after, train_wall_s, ...), suite.md the
+table and suite.png every run's learning curve.
+
+    python benchmarks/llm_suite.py --write-data           # the two JSONL tasks (already committed)
+    python benchmarks/llm_suite.py                        # every missing run (hours), then the table
+    python benchmarks/llm_suite.py --tasks multiply --algos sppo --seeds 1
+    python benchmarks/llm_suite.py --render               # only the table and the figure
+"""
+import argparse
+import os
+import random
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import llm_tasks  # noqa: E402
+from benchmarks.runner import RESULTS, Run, band, figure, launch, load_json, mean_std, provenance, run_all, write_results  # noqa: E402
+
+DATA = os.path.join(RESULTS, "llm", "data")
+OUT = os.path.join(RESULTS, "llm", "suite")
+
+
+# ================================================================================================
+# The two tasks a user brings as files. Each generator returns (question, integer answer).
+# ================================================================================================
+def multiply(rng: random.Random) -> tuple[str, int]:
+    a, b = rng.randint(10, 99), rng.randint(2, 9)
+    form = rng.choice(["What is {a} times {b}?", "What is {a} x {b}?", "Multiply {a} by {b}.",
+                       "What is the product of {a} and {b}?"])
+    return form.format(a=a, b=b), a * b
+
+
+def multistep(rng: random.Random) -> tuple[str, int]:
+    """Two or three operations in a short story, none of the built-in generator's templates."""
+    name = rng.choice(["Ella", "Ravi", "Tom", "Lena", "Kofi", "Maya", "Jon", "Sara", "Ivan", "Nia"])
+    kind = rng.randrange(5)
+    if kind == 0:
+        trays, per = rng.randint(2, 9), rng.randint(6, 15)
+        sold = rng.randint(1, trays * per - 1)
+        return (f"{name} baked {trays} trays of {per} muffins and sold {sold} of them. How many muffins are left?",
+                trays * per - sold)
+    if kind == 1:
+        pages, days, extra = rng.randint(5, 30), rng.randint(2, 9), rng.randint(1, 20)
+        return (f"{name} reads {pages} pages a day for {days} days, then {extra} more pages. "
+                f"How many pages did {name} read in all?", pages * days + extra)
+    if kind == 2:
+        box, boxes = rng.randint(6, 30), rng.randint(2, 6)
+        given = rng.randint(1, box * boxes - 1)
+        return (f"A box holds {box} pens. {name} buys {boxes} boxes and gives {given} pens away. "
+                "How many pens are left?", box * boxes - given)
+    if kind == 3:
+        price, count = rng.randint(2, 9), rng.randint(3, 20)
+        paid = price * count + rng.randint(1, 50)
+        return (f"Tickets cost ${price} each. {name} buys {count} tickets and pays with ${paid}. "
+                f"How many dollars of change does {name} get?", paid - price * count)
+    start, lost, groups = rng.randint(20, 90), rng.randint(1, 15), rng.randint(2, 5)
+    each = rng.randint(1, 10)
+    return (f"{name} had {start} stickers, lost {lost}, then got {groups} packs of {each} stickers. "
+            f"How many stickers does {name} have now?", start - lost + groups * each)
+
+
+GENERATORS = {"multiply": multiply, "multistep": multistep}
+
+
+def make(generator, n: int, seed: int, exclude: frozenset = frozenset()) -> list:
+    """n problems with distinct numbers (the key of a problem: the numbers in its question); none whose
+    key is in `exclude` (the held-out split's), so no held-out problem is a rephrased training one."""
+    rng, seen, out = random.Random(seed), set(exclude), []
+    while len(out) < n:
+        q, ans = generator(rng)
+        if numbers(q) not in seen:
+            seen.add(numbers(q))
+            out.append(llm_tasks.Problem(q, str(ans)))
+    return out
+
+
+def numbers(question: str) -> tuple:
+    return tuple(re.findall(r"\d+", question))
+
+
+SIZES = {"multiply": 500, "multistep": 2000}   # training problems (multiply has 720 distinct pairs in all)
+
+
+def write_data() -> None:
+    for name, generator in GENERATORS.items():
+        test = make(generator, 200, seed=1)
+        train = make(generator, SIZES[name], seed=2, exclude=frozenset(numbers(p.question) for p in test))
+        for split, problems in (("train", train), ("test", test)):
+            path = os.path.join(DATA, f"{name}_{split}.jsonl")
+            llm_tasks.write_jsonl(problems, path)
+            print(f"{path}: {len(problems)} problems")
+
+
+# ================================================================================================
+# The runs: task x algorithm x seed, at the demo's defaults.
+# ================================================================================================
+def files(name: str) -> list[str]:
+    return ["--data-file", f"results/llm/data/{name}_train.jsonl", "--eval-file", f"results/llm/data/{name}_test.jsonl"]
+
+
+TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("multiply"), "multistep": files("multistep")}
+ALGOS = {  # name -> (flags, seeds)
+    "sppo": ([], (1, 2, 3)),
+    "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
+    "trl-grpo": ([], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
+    "ppo": (["--algo", "ppo", "--ratio", "token"], (1,)),
+    "rloo": (["--algo", "rloo", "--group-size", "8"], (1,)),
+}
+COMMON = ["--threads", "1", "--log-every", "0"]
+
+
+def declare(tasks, algos, seeds) -> list[Run]:
+    runs = []
+    for task in tasks:
+        for algo in algos:
+            flags, algo_seeds = ALGOS[algo]
+            for seed in algo_seeds:
+                if seeds and seed not in seeds:
+                    continue
+                name = f"{task}__{algo}__{seed}"
+                script = "benchmarks/llm_trl.py" if algo == "trl-grpo" else "llm_demo.py"
+                runs.append(Run(name, [*TASKS[task], *flags, "--seed", str(seed), *COMMON], script=script,
+                                result=os.path.join(OUT, name + ".json"),
+                                info={"task": task, "algo": algo, "seed": seed, "flags": [*TASKS[task], *flags]}))
+    return runs
+
+
+def measure(run: Run) -> dict:
+    """One fresh process; its record: what the issue asks for, the learning curve and where it ran."""
+    prov = provenance()
+    out = launch(run)
+    r = out.results
+    curve = [{"step": int(row["step"]), "reward": float(row["reward"])} for row in out.rows] or r.get("reward_curve", [])
+    return {**run.info, "accuracy_before": r["accuracy_before"], "accuracy_after": r["accuracy_after"],
+            "greedy_before": r["greedy_before"], "greedy_after": r["greedy_after"], "train_wall_s": r["train_wall_s"],
+            "gen_tokens": r["gen_tokens"], "reward_curve": curve, "eval_k": r["args"]["eval_k"],
+            "command": out.command, "summary": out.summary, "provenance": prov}
+
+
+# ================================================================================================
+# The table and the figure.
+# ================================================================================================
+def render() -> None:
+    records = [load_json(os.path.join(OUT, f)) for f in sorted(os.listdir(OUT)) if f.endswith(".json")] if os.path.isdir(OUT) else []
+    if not records:
+        print("no suite runs yet")
+        return
+    k = records[0]["eval_k"]
+    lines = ["# The LLM demo's task suite", "",
+             f"Each run: the demo's defaults with only the task and the algorithm changed; 200 held-out problems, "
+             f"Avg@{k} at the training temperature before → after training (mean ± std over seeds; gain in points).", "",
+             "| task | algo | seeds | Avg@2 before | Avg@2 after | gain | training s |", "|---|---|---:|---:|---:|---:|---:|"]
+    groups = {}
+    for r in records:
+        groups.setdefault((r["task"], r["algo"]), []).append(r)
+    pct = lambda xs: (lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if len(xs) > 1 else ""))(*mean_std(xs))
+    for task in TASKS:
+        for algo in ALGOS:
+            g = groups.get((task, algo))
+            if g:
+                lines.append(f"| {task} | {algo} | {len(g)} | {pct([r['accuracy_before'] for r in g])}% | "
+                             f"{pct([r['accuracy_after'] for r in g])}% | "
+                             f"{pct([r['accuracy_after'] - r['accuracy_before'] for r in g])} | "
+                             f"{mean_std([r['train_wall_s'] for r in g])[0]:.0f} |")
+    lines += ["", "Every run: " + "; ".join(f"{r['task']} {r['algo']} s{r['seed']}: {r['accuracy_before']:.1%} → "
+                                            f"{r['accuracy_after']:.1%}" for r in records)]
+    write_results("llm/suite", {"provenance": provenance(), "runs": records}, "\n".join(lines))
+    with figure(os.path.join(RESULTS, "llm", "suite.png"), ncols=len(TASKS), figsize=(4 * len(TASKS), 3.5), sharey=True) as axes:
+        for ax, task in zip(axes, TASKS):
+            for algo in ALGOS:
+                curves = [[p["reward"] for p in r["reward_curve"]] for r in groups.get((task, algo), []) if r["reward_curve"]]
+                n = min(map(len, curves)) if curves else 0
+                if n:
+                    band(ax, range(1, n + 1), [c[:n] for c in curves], algo)
+            ax.set_title(task), ax.set_xlabel("step")
+        axes[0].set_ylabel("reward of the step's samples"), axes[0].legend()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--write-data", action="store_true", help="write the two JSONL tasks and stop")
+    p.add_argument("--render", action="store_true", help="only rebuild the table and the figure")
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    p.add_argument("--algos", nargs="+", choices=list(ALGOS), default=list(ALGOS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[])
+    p.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
+    a = p.parse_args()
+    if a.write_data:
+        return write_data()
+    if not a.render:
+        run_all(declare(a.tasks, a.algos, a.seeds), measure, jobs=a.jobs)
+    render()
+
+
+if __name__ == "__main__":
+    main()
