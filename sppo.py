@@ -17,8 +17,9 @@ Usage:
     python sppo.py --env CartPole-v1                              # Sequence-Level PPO, default settings
     python sppo.py --env CartPole-v1 --algo ppo                   # token-level PPO + GAE, same code path
     python sppo.py --env CartPole-v1 --algo grpo --group-size 8
-    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --lr 1e-4 --no-norm-adv --ratio token
+    python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt
                                                                   # the paper's benchmark: 0/1 outcome, from SFT
+                                                                  # (the task sets --lr 1e-4 --no-norm-adv --ratio token)
     python sppo.py --env CartPole-v1 --total-steps 20000          # a tiny run, for class
     python sppo.py --task mountaincar --init checkpoints/mountaincar-sft.pt --compile   # compiled rollout (native envs)
     python sppo.py --resume runs/<run_name>/model.pt              # continue an interrupted run
@@ -40,9 +41,10 @@ import torch.nn as nn
 import envs
 from objective import (ESTIMATORS, Baselines, estimate, explained_variance, masked_mean, outcome_at_end, per_step, policy_loss,
                        standardize)
-from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, opt, parse_args, pick_device, plot_progress,
-                    progress_writer, random_state, read_checkpoint, restore, resumed_settings, run_folder, save_checkpoint,
-                    diverged_status, stopped_status)
+from runlog import (ConfigError, ProgressDisplay, ProgressLog, StopOnCtrlC, check_finite, check_settings, command_line,
+                    keep_rows_up_to, opt, parse_args, pick_device, plot_progress, random_state, read_checkpoint, restore,
+                    resumed_settings, run_folder, save_checkpoint, diverged_status, stopped_status, write_settings)
+from runlog import as_flag, typed   # --task's settings: which flags the user typed, and how to name them
 from value import PromptValue, StepValue, mlp
 
 
@@ -53,12 +55,14 @@ from value import PromptValue, StepValue, mlp
 class Args:
     env: str = opt("CartPole-v1", "gymnasium id of the environment")
     task: str = opt("", "a control-benchmark task (envs.TASKS): precision-cartpole | mountaincar | pendulum | "
-                        "lunarlander | hopper; sets --env, the horizon, the 0/1 outcome and the paper's episodes per update")
+                        "lunarlander | hopper; sets --env, the horizon, the 0/1 outcome, the paper's episodes per update "
+                        "and the RL stage's --lr 1e-4 --no-norm-adv --ratio token (a flag you type wins)")
     init: str = opt("", "start the actor from this checkpoint (an SFT policy of the task, or a model.pt); the critic starts fresh")
-    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce")
-    ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint")
+    algo: str = opt("sppo", "advantage estimator: sppo | ppo | grpo | rloo | reinforce", choices=ESTIMATORS)
+    ratio: str = opt("seq", "importance-ratio granularity: token | seq (geometric mean) | joint", choices=("token", "seq", "joint"))
     reward: str = opt("return", "episode outcome R: return (sum of rewards) | success (binary, judged at the end) | "
-                                "shaped (--task only: the expert stage's dense reward); a --task's return IS its 0/1 outcome")
+                                "shaped (--task only: the expert stage's dense reward); a --task's return IS its 0/1 outcome",
+                      choices=("return", "success", "shaped"))
     num_episodes: int = opt(0, "episodes per update B (LLM: responses per batch); 0: 32, or the paper's value for a --task")
     group_size: int = opt(8, "G: episodes sharing one initial state (grpo and rloo only)")
     total_steps: int = opt(1_000_000, "budget in env steps (real steps; padding after an episode ends is not counted)")
@@ -78,16 +82,18 @@ class Args:
     max_grad_norm: float = opt(0.5, "gradient clipping (0: off)")
     hidden: int = opt(64, "hidden units of the actor and critic MLPs")
     stop_when_solved: bool = opt(True, "stop once the last-20-episode mean return reaches the env's threshold")
-    backend: str = opt("auto", "environments: auto | torch (native) | gymnasium")
+    backend: str = opt("auto", "environments: auto | torch (native) | gymnasium", choices=("auto", "torch", "gymnasium"))
     device: str = opt("cpu", "cpu | cuda | auto")
     seed: int = opt(1, "random seed")
     threads: int = opt(1, "torch CPU threads (small MLPs run fastest on one)")
     compile: bool = opt(False, "run the rollout's steps as torch.compile'd chunks (native envs only): ~10x faster steps "
                                "after a compilation of up to a minute; same actions, observations equal to float rounding")
     save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
+    tensorboard: bool = opt(False, "also write progress.csv's numbers as TensorBoard event files in the run's folder "
+                                   "(tensorboard --logdir runs); needs the optional package: pip install tensorboard")
     run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
     resume: str = opt("", "checkpoint to continue from, its folder's model.pt (its saved settings are used; the budgets, "
-                          "--device, --stop-when-solved, --threads, --compile and --save-every may change)")
+                          "--device, --stop-when-solved, --threads, --compile, --save-every and --tensorboard may change)")
 
 
 # ================================================================================================
@@ -306,13 +312,30 @@ def saved_args(ckpt: dict, path: str) -> Args:
 
 
 def apply_task(args: Args) -> Args:
-    """Fill in what a --task decides: its env, horizon, 0/1 outcome and the paper's episodes per update."""
+    """Fill in what a --task decides: its env, horizon, 0/1 outcome and the paper's episodes per update. (Its
+    RL-stage settings depend on what the user typed, so train() applies them first: task_settings.)"""
     if not args.task:
         return dataclasses.replace(args, num_episodes=args.num_episodes or 32)
     task = envs.get_task(args.task)
     return dataclasses.replace(args, env=task.env_id, horizon=args.horizon or task.horizon,
                                num_episodes=args.num_episodes or task.episodes,
                                reward="shaped" if args.reward == "shaped" else "success")
+
+
+def task_settings(args: Args) -> tuple[Args, list[str]]:
+    """The RL stage's settings a --task carries (envs.Task.rl: --lr 1e-4 --no-norm-adv --ratio token), applied to
+    every one of them the user did not type (runlog.typed: the flags typed on the command line, or, for Args
+    built in Python, the fields that differ from their defaults). Returns (the settings, the flags applied, e.g.
+    ["--lr 0.0001", "--no-norm-adv"]; [] when none was).
+
+    Only for the RL stage: a run without --task, and the expert stage (--reward shaped, whose settings
+    control_tasks.py passes), keep sppo.py's defaults. A resumed run never comes here: it keeps its
+    checkpoint's settings, whatever the task carries today (train)."""
+    if not args.task or args.reward == "shaped":
+        return args, []
+    wanted = {name: value for name, value in envs.get_task(args.task).rl.items() if name not in typed(args)}
+    applied = [as_flag(name, value) for name, value in wanted.items() if getattr(args, name) != value]
+    return dataclasses.replace(args, **wanted), applied
 
 
 def init_actor(args: Args, actor: Actor) -> None:
@@ -335,13 +358,20 @@ def init_actor(args: Args, actor: Actor) -> None:
 
 # --resume continues the saved settings; a typed flag may change only how far the run goes, where it runs and
 # when it stops or saves (the same run, further). Any other typed flag that differs is refused (runlog.resumed_settings).
-CHANGE_ON_RESUME = ("total_steps", "total_episodes", "stop_when_solved", "device", "threads", "compile", "save_every")
+CHANGE_ON_RESUME = ("total_steps", "total_episodes", "stop_when_solved", "device", "threads", "compile", "save_every",
+                    "tensorboard")
 
 
 def train(args: Args) -> int:
+    command = command_line("sppo.py", args)   # as typed, before a --resume or a --task fills the settings in (settings.json)
     ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
     if ckpt is not None:
         args = resumed_settings(saved_args(ckpt, args.resume), args, CHANGE_ON_RESUME, os.path.dirname(args.resume) or ".")
+    else:   # a new run of a --task: the RL stage's settings, where no flag was typed (a resume keeps its own)
+        args, applied = task_settings(args)
+        if applied:
+            print(f"--task {args.task}: the RL stage's settings {' '.join(applied)} (a flag you type wins; "
+                  "README, \"The control benchmark\")")
     args = apply_task(args)
     check_args(args)
     device = pick_device(args.device)
@@ -371,8 +401,11 @@ def train(args: Args) -> int:
         if dropped:
             print(f"note: dropped {dropped} row(s) of {csv_path} after update {progress['update']}, the checkpoint's: "
                   "written after it, they are replayed", file=sys.stderr)
+    write_settings(run_dir, command, args, {"update": progress["update"]}, resumed=ckpt is not None)
 
-    from tqdm import tqdm
+    # a --task's return IS its 0/1 outcome (--reward shaped aside): mean return and success rate are then one
+    # number, reported once, as a success rate (the progress line, the curve, the summary)
+    zero_one = bool(args.task) and args.reward == "success"
     threshold = envs.spec(args.env).reward_threshold if args.stop_when_solved and not args.task else None
     recent = deque(progress["recent_returns"], maxlen=20)   # the last 20 finished episodes
     status, start = "budget reached", time.perf_counter() - progress["wall_time"]
@@ -382,9 +415,8 @@ def train(args: Args) -> int:
         status = (f"solved already (last-20 mean return {np.mean(recent):.1f} >= {threshold:g}; "
                   "--no-stop-when-solved trains on)")
     stop = StopOnCtrlC()
-    with stop, open(csv_path, "a", newline="") as f, \
-            tqdm(total=args.total_steps, initial=progress["env_steps"], unit="step", disable=None) as bar:
-        writer = progress_writer(f, COLUMNS)
+    with stop, ProgressLog(csv_path, COLUMNS, "update", tensorboard=args.tensorboard) as log, \
+            ProgressDisplay(args.total_steps, progress["env_steps"], unit="env step") as bar:
         try:
             while not solved and progress["env_steps"] < args.total_steps and (
                     args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
@@ -399,10 +431,13 @@ def train(args: Args) -> int:
                                 recent_returns=list(recent))
                 row.update({k: progress[k] for k in ("update", "episodes", "env_steps", "wall_time")},
                            last20_return=last20, steps_per_s=progress["env_steps"] / progress["wall_time"])
-                writer.writerow(row)
-                f.flush()
+                log.writerow(row)
+                log.flush()
                 bar.update(steps)
-                bar.set_postfix(ret=f"{row['mean_return']:.1f}", last20=f"{last20:.1f}")
+                if zero_one:
+                    bar.set_postfix(update=progress["update"], success=f"{row['success_rate']:.0%}", last20=f"{last20:.0%}")
+                else:
+                    bar.set_postfix(update=progress["update"], ret=f"{row['mean_return']:.1f}", last20=f"{last20:.1f}")
                 if progress["update"] % args.save_every == 0:
                     save()
                 if threshold is not None and len(recent) == 20 and last20 >= threshold:
@@ -416,16 +451,30 @@ def train(args: Args) -> int:
             status = f"diverged: update {progress['update'] + 1}: {e}"   # through this update, so nothing more is saved
         except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
             status = stopped_status(ckpt_path, run_dir)
+        # the bar ends where the run did, saying why: not frozen at 4% of a budget that a solved run never uses
+        ended = status.split(" (")[0].split(":")[0]   # solved, budget reached, interrupted, diverged, stopped
+        bar.end(f"{ended} in update {progress['update'] + 1}" if status.startswith(("diverged", "stopped")) else
+                f"{ended} at update {progress['update']}")
     if status.startswith("diverged"):
         print("error: " + diverged_status(status[len("diverged: "):], ckpt_path, csv_path, COLUMNS, "update",
                                           None if args.max_grad_norm > 0 else Args.max_grad_norm), file=sys.stderr)
-    plot_progress(csv_path, os.path.join(run_dir, "learning_curve.png"), f"{args.algo} on {args.env}", x="env_steps",
-                  curves=[("mean_return", "mean return")], ylabel="mean episode return", twin=("success_rate", "success rate"))
+    title, png = f"{args.algo} on {args.task or args.env}", os.path.join(run_dir, "learning_curve.png")
+    if zero_one:
+        plot_progress(csv_path, png, title, x="env_steps", xlabel="env steps", unit_range=True, ylabel="success rate",
+                      curves=[("success_rate", "success rate (the update's episodes)")])
+    else:   # the solve line is gymnasium's reward_threshold (CartPole-v1: 475), which the last-20 mean is held to
+        solve_at = None if args.task else envs.spec(args.env).reward_threshold
+        plot_progress(csv_path, png, title, x="env_steps", xlabel="env steps", ylabel="episode return",
+                      curves=[("mean_return", "mean return (the update's episodes)"),
+                              ("last20_return", "mean return of the last 20 episodes")],
+                      twin=("success_rate", "success rate"),
+                      threshold=None if solve_at is None else (solve_at, f"solved: last-20 mean >= {solve_at:g}"))
     if status.startswith("diverged"):
         return 3
+    last20 = np.mean(recent) if recent else float("nan")
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
-          f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; last-20 mean return "
-          f"{np.mean(recent) if recent else float('nan'):.1f}; saved {run_dir}")
+          f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; "
+          + (f"last-20 success rate {last20:.0%}" if zero_one else f"last-20 mean return {last20:.1f}") + f"; saved {run_dir}")
     return 130 if status.startswith(("interrupted", "stopped")) else 0
 
 

@@ -1,5 +1,6 @@
 """The control benchmark's tasks (control_tasks.py): success predicates at their boundaries, the 0/1
-reward only on the final step, the horizon, --task / --init, and every stage end to end on tiny budgets."""
+reward only on the final step, the horizon, --task / --init (and the RL-stage settings a task carries),
+every stage end to end on tiny budgets, and eval / gif / watch on every kind of checkpoint."""
 import math
 import os
 
@@ -9,6 +10,7 @@ import torch
 
 import control_tasks as ct
 import envs
+import runlog
 import sppo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,7 +182,7 @@ def test_init_from_another_task_is_one_line(tmp_path, monkeypatch, capsys):
 def test_stage_commands_report_bad_input(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert ct.main(["sft"]) == 2 and "sft needs --task" in capsys.readouterr().err
-    assert ct.main(["eval"]) == 2 and "eval needs --checkpoint" in capsys.readouterr().err
+    assert ct.main(["eval"]) == 2 and "eval needs a checkpoint" in capsys.readouterr().err
     assert ct.main(["sft", "--task", "pendulum"]) == 2
     assert "checkpoint not found: checkpoints/pendulum-expert.pt" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -204,6 +206,9 @@ def test_lunarlander_sft_from_the_classical_controller(tmp_path, monkeypatch, ca
     assert ct.main(["expert", "--task", "lunarlander"]) == 0 and "classical controller" in capsys.readouterr().out
     info = ct.sft("lunarlander", None, "sft.pt", demos=1, bc_steps=5, eval_episodes=4)
     assert info["demos"] == 1 and info["demo_steps"] > 0 and "LanderHeuristic" in info["expert"]
+    # what sft stores is what eval measures: evaluate() at the same seed (EVAL_SEED, eval's default)
+    assert info["eval_seed"] == ct.EVAL_SEED and ct.main(["eval", "sft.pt", "--episodes", "4"]) == 0
+    assert capsys.readouterr().out.strip().endswith(", the same measurement")
     actor, args = ct.load_actor("sft.pt")
     assert args.task == "lunarlander" and actor.act(torch.zeros(3, 8))[0].shape == (3,)
     with pytest.raises(ct.ConfigError, match="no classical controller"):
@@ -242,3 +247,224 @@ def test_the_benchmark_compiles_only_the_native_tasks(task, compiled, tmp_path, 
     for compile in (False, True):
         rlvr.run_one(task, "sppo", seed=compile + 1, ratio="token", episodes=8, compile=compile)
     assert "--compile" not in seen[0] and ("--compile" in seen[1]) == compiled
+
+
+# ------------------------------------------------------------------------------------------------
+# eval, gif and watch on what a newcomer has: the run `python sppo.py --env CartPole-v1` just wrote
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory):
+    """A folder holding runs/cp/, a tiny CartPole-v1 run of sppo.py (one update): a policy that falls early."""
+    root = tmp_path_factory.mktemp("cartpole")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert sppo.main(["--env", "CartPole-v1", "--total-steps", "1", "--run-name", "cp"]) == 0
+    finally:
+        os.chdir(here)
+    return root
+
+
+def test_eval_measures_a_plain_gymnasium_run(cartpole_run, monkeypatch, capsys):
+    """A run on a gymnasium id (no --task) is measured on that id: mean ± std of its return, and the success
+    rate of its predicate (CartPole-v1: reached the time limit); the folder stands for its model.pt."""
+    monkeypatch.chdir(cartpole_run)
+    capsys.readouterr()
+    assert ct.main(["eval", "runs/cp", "--episodes", "20"]) == 0
+    out = capsys.readouterr().out.strip()
+    actor, args = ct.load_actor("runs/cp")
+    expect = ct.evaluate(actor, args, 20, seed=0)
+    assert out == (f"runs/cp/model.pt on CartPole-v1 (H = 500): return {expect['mean_return']:.1f} ± "
+                   f"{expect['std_return']:.1f} (mean ± std over 20 episodes, seed 0), success rate "
+                   f"{expect['success_rate']:.1%}")
+    assert expect["mean_return"] == expect["mean_length"] < 500 and expect["std_return"] > 0   # +1 a step, falls early
+
+
+def test_eval_is_seeded_and_leaves_the_callers_random_numbers_alone(cartpole_run, monkeypatch, capsys):
+    """The same command prints the same numbers (the actions were sampled from an unseeded generator: 17.0%,
+    then 22.0%); another seed other ones; and measuring a policy does not move torch's generator."""
+    monkeypatch.chdir(cartpole_run)
+    outs = []
+    for i, seed in enumerate(("3", "3", "4")):
+        torch.manual_seed(100 + i)   # whatever the state of the caller's generator, the same numbers
+        assert ct.main(["eval", "runs/cp", "--episodes", "30", "--seed", seed]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and outs[0] != outs[2]
+    actor, args = ct.load_actor("runs/cp")
+    torch.manual_seed(7)
+    ct.evaluate(actor, args, 4)
+    after = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.rand(3))
+
+
+def test_gif_lands_in_the_run_folder_and_says_how_the_episode_ended(cartpole_run, monkeypatch, capsys):
+    monkeypatch.chdir(cartpole_run)
+    from PIL import Image
+    assert ct.main(["gif", "runs/cp"]) == 0
+    line = capsys.readouterr().out.strip()
+    img = Image.open("runs/cp/episode.gif")   # beside model.pt, not in the current folder
+    steps = int(line.split(" after ")[1].split()[0])
+    # CartPole-v1's success: balanced until the time limit (500); this policy falls, and the GIF says so
+    assert steps < 500 and line == f"wrote runs/cp/episode.gif: one episode (seed 0), CartPole-v1: failure after " \
+                                   f"{steps} steps, return {steps:.1f}"
+    assert img.info["comment"].decode() == line.split("(seed 0), ")[1]
+    img.seek(img.n_frames - 1)
+    assert img.info["duration"] == 2000 and img.n_frames == steps // 2 + 1 + steps % 2
+    red, green, _ = img.convert("RGB").getpixel((1, img.height - 2))   # the caption strip under the last frame
+    assert red > 150 and green < 80
+    assert not os.path.exists("episode.gif")
+    assert ct.main(["gif", "runs/cp"]) == 0 and capsys.readouterr().out.strip() == line   # seeded: the same episode
+
+
+def test_gif_of_a_task_checkpoint_reports_its_success(tmp_path, monkeypatch, capsys):
+    """The committed mountaincar expert reaches the flag from seed 0's start (it ends the episode): the GIF
+    and the printed line say success, in green, beside the checkpoint unless --out says otherwise."""
+    monkeypatch.chdir(tmp_path)
+    assert ct.main(["gif", os.path.join(REPO, "checkpoints", "mountaincar-expert.pt"), "--out", "mc.gif"]) == 0
+    line = capsys.readouterr().out.strip()
+    steps = int(line.split(" after ")[1].split()[0])
+    assert line == f"wrote mc.gif: one episode (seed 0), mountaincar: success after {steps} steps" and steps < 1000
+    from PIL import Image
+    img = Image.open("mc.gif")
+    img.seek(img.n_frames - 1)
+    red, green, _ = img.convert("RGB").getpixel((1, img.height - 2))
+    assert green > 120 and red < 80
+    beside = os.path.join(REPO, "checkpoints", "mountaincar-expert")
+    assert ct.gif_path(beside + ".pt") == beside + ".gif"   # no --out: beside the checkpoint, named after it
+
+
+def test_watch_is_eval_then_gif(cartpole_run, monkeypatch, capsys):
+    monkeypatch.chdir(cartpole_run)
+    assert ct.main(["watch", "runs/cp", "--episodes", "10", "--out", "w.gif"]) == 0
+    measured, wrote = capsys.readouterr().out.strip().splitlines()
+    assert measured.startswith("runs/cp/model.pt on CartPole-v1 (H = 500): return") and wrote.startswith("wrote w.gif: ")
+    assert os.path.getsize("w.gif") > 0
+
+
+def test_a_task_other_than_the_checkpoints_is_refused_or_judged_loudly(cartpole_run, monkeypatch, capsys):
+    """--task precision-cartpole on a CartPole-v1 run silently measured it under the stricter rule; now it is
+    refused in one line, and --judge-by asks for that measurement explicitly and says what it is."""
+    monkeypatch.chdir(cartpole_run)
+    capsys.readouterr()
+    assert ct.main(["eval", "runs/cp", "--task", "precision-cartpole", "--episodes", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was trained on --env CartPole-v1, not on --task precision-cartpole" in err[0]
+    assert "--judge-by precision-cartpole" in err[0]
+    assert ct.main(["eval", "runs/cp", "--judge-by", "precision-cartpole", "--episodes", "5"]) == 0
+    note, line = capsys.readouterr().out.strip().splitlines()
+    assert note.startswith("NOTE: evaluating a CartPole-v1 policy under precision-cartpole's rule (H = 200")
+    assert "on precision-cartpole's rule (CartPole-v1, H = 200; a policy trained on --env CartPole-v1): success rate" in line
+    assert ct.main(["gif", "runs/cp", "--judge-by", "pendulum", "--out", "x.gif"]) == 2   # another env: never
+    assert "--judge-by pendulum measures a policy in Pendulum-v1" in capsys.readouterr().err
+
+
+def test_a_continuous_action_run_is_measured_and_rendered(tmp_path, monkeypatch, capsys):
+    """Pendulum-v1 (a Gaussian policy, a float Box action) through eval and gif: its return, and its predicate
+    (upright at the end) as the success rate."""
+    monkeypatch.chdir(tmp_path)
+    assert sppo.main(["--env", "Pendulum-v1", "--total-steps", "1", "--num-episodes", "4", "--minibatches", "2",
+                      "--run-name", "pd"]) == 0
+    capsys.readouterr()
+    assert ct.main(["watch", "runs/pd", "--episodes", "4"]) == 0
+    measured, wrote = capsys.readouterr().out.strip().splitlines()
+    assert measured.startswith("runs/pd/model.pt on Pendulum-v1 (H = 200): return -") and "success rate" in measured
+    assert wrote.startswith("wrote runs/pd/episode.gif: one episode (seed 0), Pendulum-v1: ")
+    assert " after 200 steps, return -" in wrote
+
+
+def test_the_stored_success_rate_is_what_eval_measures(tmp_path, monkeypatch, capsys):
+    """A committed SFT checkpoint stores the number `eval` prints by default: one function (evaluate), one seed."""
+    monkeypatch.chdir(tmp_path)
+    path = os.path.join(REPO, "checkpoints", "precision-cartpole-sft.pt")
+    stored = torch.load(path, weights_only=True)["sft"]
+    assert (stored["eval_episodes"], stored["eval_seed"]) == (500, ct.EVAL_SEED)
+    assert ct.main(["eval", path]) == 0
+    line, note = capsys.readouterr().out.strip().splitlines()
+    assert f"success rate {stored['success_rate']:.1%} ({round(stored['success_rate'] * 500)} of 500 episodes, seed 0)" in line
+    assert note == f"stored in the checkpoint: {stored['success_rate']:.1%} over 500 episodes at seed 0, the same measurement"
+    assert ct.main(["eval", path, "--episodes", "7"]) == 0
+    assert "(--episodes 500 --seed 0 repeats that measurement)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["eval", "runs"], "runs is a folder without model.pt"),
+    (["watch", "nowhere"], "checkpoint not found: nowhere"),
+    (["watch", "junk.pt"], "cannot read checkpoint junk.pt"),
+    (["watch", "runs/cp", "--out", "missing/x.gif"], "the folder missing does not exist"),
+    (["gif", "runs/cp", "--checkpoint", "other.pt"], "two checkpoints given"),
+    (["eval", "runs/cp", "--episodes", "0"], "--episodes must be a positive integer"),
+])
+def test_watch_refuses_bad_input_in_one_line(cartpole_run, monkeypatch, capsys, argv, expect):
+    monkeypatch.chdir(cartpole_run)
+    (cartpole_run / "junk.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert ct.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expect in err[0], err
+
+
+@pytest.mark.parametrize("command, has, lacks", [
+    ("eval", ["--episodes", "(default: 500)", "--seed", "--judge-by", "PATH"], ["--out", "--total-steps"]),
+    ("gif", ["--out", "episode.gif", "--seed"], ["--episodes", "--total-steps"]),
+    ("watch", ["--episodes", "--out"], ["--total-steps", "--expert"]),
+    ("expert", ["--total-steps", "(default: 1)", "checkpoints/<task>-expert.pt"], ["--episodes", "--judge-by"]),
+    ("sft", ["--expert", "--episodes", "checkpoints/<task>-sft.pt"], ["--total-steps", "--judge-by"]),
+])
+def test_each_command_has_its_own_help(capsys, command, has, lacks):
+    with pytest.raises(SystemExit) as done:
+        ct.main([command, "--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and text.startswith(f"usage: ") and f" {command} " in text.splitlines()[0]
+    assert all(word in text for word in has) and not any(word in text for word in lacks), text
+
+
+# ------------------------------------------------------------------------------------------------
+# --task carries the RL stage's settings (envs.Task.rl), unless the flag was typed
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, lr, norm_adv, ratio, applied", [
+    (["--task", "mountaincar"], 1e-4, False, "token", ["--lr 0.0001", "--no-norm-adv", "--ratio token"]),
+    (["--task", "mountaincar", "--ratio", "seq"], 1e-4, False, "seq", ["--lr 0.0001", "--no-norm-adv"]),
+    (["--task", "mountaincar", "--lr", "0.003", "--norm-adv"], 3e-3, True, "token", ["--ratio token"]),   # typed = default
+    (["--task", "mountaincar", "--reward", "shaped"], 3e-3, True, "seq", []),   # the expert stage: its own settings
+    (["--env", "CartPole-v1"], 3e-3, True, "seq", []),
+])
+def test_a_task_sets_the_rl_stages_settings_unless_typed(argv, lr, norm_adv, ratio, applied):
+    args, done = sppo.task_settings(runlog.parse_args(argv, sppo.Args))
+    assert (args.lr, args.norm_adv, args.ratio, done) == (lr, norm_adv, ratio, applied)
+
+
+def test_every_task_carries_settings_sppo_knows():
+    fields = {f.name for f in __import__("dataclasses").fields(sppo.Args)}
+    assert all(set(task.rl) <= fields and task.rl == envs.RL_STAGE for task in envs.TASKS.values())
+    assert envs.RL_STAGE == {"lr": 1e-4, "norm_adv": False, "ratio": "token"}   # README's RL stage
+
+
+def test_a_task_run_says_which_settings_it_applied_and_resume_keeps_the_checkpoints(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert sppo.main(["--task", "precision-cartpole", "--total-episodes", "64", "--run-name", "a"]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("--task")]
+    assert said == ["--task precision-cartpole: the RL stage's settings --lr 0.0001 --no-norm-adv --ratio token "
+                    "(a flag you type wins; README, \"The control benchmark\")"]
+    saved = torch.load("runs/a/model.pt", weights_only=True)["args"]
+    assert (saved["lr"], saved["norm_adv"], saved["ratio"]) == (1e-4, False, "token")
+    # a run made with sppo.py's defaults (as every task run before the task carried its settings) resumes with them
+    assert sppo.main(["--task", "precision-cartpole", "--lr", "0.003", "--norm-adv", "--ratio", "seq",
+                      "--total-episodes", "64", "--run-name", "b"]) == 0
+    assert sppo.main(["--resume", "runs/b/model.pt", "--total-episodes", "128"]) == 0
+    assert "RL stage's settings" not in capsys.readouterr().out
+    resumed = torch.load("runs/b/model.pt", weights_only=True)
+    assert resumed["progress"]["episodes"] == 128
+    assert (resumed["args"]["lr"], resumed["args"]["norm_adv"], resumed["args"]["ratio"]) == (3e-3, True, "seq")
+
+
+@pytest.mark.parametrize("ratio", ["token", "seq", "joint"])
+def test_the_benchmarks_runs_keep_their_settings(ratio, monkeypatch):
+    """benchmarks/rlvr.py types the RL stage's flags itself: a task changes none of them (its ratio ablation
+    keeps seq and joint), so its runs are the ones it made before the task carried its settings."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
+    import rlvr
+    run = rlvr.declare("pendulum", "sppo", seed=1, ratio=ratio, episodes=8)
+    given = runlog.parse_args(run.flags + run.budget, sppo.Args)
+    args, applied = sppo.task_settings(given)
+    assert applied == [] and (args.lr, args.norm_adv, args.ratio) == (1e-4, False, ratio)

@@ -25,15 +25,15 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_every_readme_command_line_parses():
-    """Each `python sppo.py|control_tasks.py|llm_demo.py ...` line of README's code blocks names only
-    flags (and tasks) that exist: an example cannot drift from the code."""
+    """Each `python sppo.py|control_tasks.py|llm_demo.py ...` line of the code blocks of README.md and
+    results/README.md names only flags (and tasks) that exist: an example cannot drift from the code."""
     import shlex
     import sys
     sys.path.insert(0, REPO)
     import control_tasks
     import runlog
     import sppo
-    readme = open(os.path.join(REPO, "README.md")).read()
+    readme = "".join(open(os.path.join(REPO, *path)).read() for path in (["README.md"], ["results", "README.md"]))
     lines = [line.split("#")[0].strip() for block in re.findall(r"```bash\n(.*?)```", readme, re.S)
              for line in block.replace("\\\n", " ").splitlines()]   # join continued lines
     checked = 0
