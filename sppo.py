@@ -472,6 +472,8 @@ def train(args: Args) -> int:
     if status.startswith("diverged"):
         return 3
     last20 = np.mean(recent) if recent else float("nan")
+    if os.path.isfile(ckpt_path):   # what to do next with it (before the summary, which stays the last line)
+        print(f"watch it: python control_tasks.py watch {run_dir}   (its score, and one episode as a GIF)")
     print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
           f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; "
           + (f"last-20 success rate {last20:.0%}" if zero_one else f"last-20 mean return {last20:.1f}") + f"; saved {run_dir}")

@@ -287,7 +287,8 @@ def test_every_algorithm_runs_end_to_end(tmp_path, monkeypatch, capsys, tiny, al
 
 def test_saved_policy_loads_with_from_pretrained(tmp_path, monkeypatch, tiny):
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--run-name", "r") == 0
+    # --no-norm-adv: the tiny model is never right, and standardised equal advantages would move nothing
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--no-norm-adv", "--run-name", "r") == 0
     folder = tmp_path / "runs" / "r" / "policy"
     model = AutoModelForCausalLM.from_pretrained(folder)
     AutoTokenizer.from_pretrained(folder)

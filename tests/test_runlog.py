@@ -71,7 +71,8 @@ def test_a_run_writing_to_a_pipe_prints_progress_while_it_runs(tmp_path):
         out, err = proc.communicate(timeout=60)
     lines = (first[0] + out).strip().splitlines()
     assert proc.returncode == 130, err
-    assert PROGRESS.match(lines[-2]) and lines[-2].endswith(f"; interrupted at update {len(rows(tmp_path / 'runs' / 'live' / 'progress.csv'))}")
+    assert lines[-2].startswith("watch it: python control_tasks.py watch ")   # what to do next with the run
+    assert PROGRESS.match(lines[-3]) and lines[-3].endswith(f"; interrupted at update {len(rows(tmp_path / 'runs' / 'live' / 'progress.csv'))}")
     assert lines[-1].startswith("sppo on CartPole-v1: interrupted (Ctrl-C)")
 
 
@@ -182,7 +183,7 @@ def test_help_lists_the_choices_and_the_default_of_every_flag(capsys):
     llm = help_text(llm_demo.LLMArgs, capsys)
     for shown in ("--algo {sppo,ppo,grpo,rloo,reinforce}", "--dtype {auto,float32,bfloat16}", "--difficulty {1,2,3,4,5}"):
         assert shown in llm, shown
-    assert re.search(r"--no-norm-adv standardise [^()]*\(the paper: no\) \(default: off\)", llm)
+    assert re.search(r"--no-norm-adv standardise .*? --no-norm-adv\) \(default: on\)", llm)
 
 
 def test_a_declared_choice_is_checked_with_one_line_naming_the_flag():
