@@ -214,7 +214,15 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     B = mask.shape[0]
     step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
     if a.norm_adv:   # objective.py's [T, B] layout: one column per response (standardize counts the responses)
-        step_adv = standardize(step_adv.T, mask.T).T
+        # A batch whose responses all got the same reward (commonly: none right) holds no evidence about which
+        # response was better: its advantages R - V(prompt) then differ only by the critic's opinion of each
+        # prompt, and standardising would blow those small differences up to +-1, a full-size step of noise.
+        # Such a batch moves nothing, as GRPO's group without spread (without --norm-adv it still pushes
+        # every response down by V: the paper's behaviour). Per process, as standardize itself.
+        # (One response alone is left to standardize, which keeps it as it is: it has no batch to compare with.)
+        spread = bool((batch.rewards != batch.rewards[0]).any()) or len(batch.rewards) == 1
+        step_adv = standardize(step_adv.T, mask.T).T if spread else torch.zeros_like(step_adv)
+    taught = taught_nothing(a, batch, step_adv)   # measured on what the update uses: after --norm-adv
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.
     one_pass = a.epochs == 1 and a.minibatches == 1
@@ -286,7 +294,7 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                           for name, net in (("policy", policy.model), ("critic", critic)) if net is not None})
             n += 1
     total = all_reduce_sum(torch.tensor(list(sums.values()), dtype=torch.float64, device=mask.device))
-    row = {k: float(v) / n for k, v in zip(sums, total)}
+    row = {**{k: float(v) / n for k, v in zip(sums, total)}, **taught}
     if batch.sampler_logp is not None:
         gap_sum, tokens = all_reduce_sum(torch.stack([gap_sum, mask.sum().double()]))
         row.update(logp_mismatch=float(gap_sum / tokens.clamp(min=1)),
@@ -516,12 +524,11 @@ class Run:
         new_tokens = int(total[2])
         adv = advantages.float() if advantages.dim() == 1 else advantages[batch.response_mask > 0].float()
         adv_std = float(adv.std()) if adv.numel() > 1 else 0.0   # one advantage has no spread (std() would be NaN)
-        taught = taught_nothing(a, batch, advantages)
         progress.update(step=progress["step"] + 1, responses=progress["responses"] + int(total[1]),
                         gen_tokens=progress["gen_tokens"] + new_tokens, wall_time=time.perf_counter() - self.start)
         row.update({k: progress[k] for k in ("step", "responses", "gen_tokens", "wall_time")},
                    reward=float(total[0] / total[1]), value="" if value is None else float(value.mean()),
-                   adv_std=adv_std, **taught,
+                   adv_std=adv_std,
                    response_len=new_tokens / float(total[1]),
                    gen_tokens_per_s=new_tokens / gen_s, peak_mem_gb=peak_memory_gb(self.device))
         self.writer.writerow(row)
@@ -806,14 +813,15 @@ def finish(run: Run, status: str) -> int:
 QUIET_STEPS = 5   # steps in a row without a correct response before the run says so
 
 
-def taught_nothing(a: LLMArgs, batch: Rollout, advantages) -> dict:
+def taught_nothing(a: LLMArgs, batch: Rollout, step_adv: torch.Tensor) -> dict:
     """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
-    zero_adv_frac    responses whose advantage is 0 (|A| < 1e-3 on every token): they move nothing, and
-                     Adam's normalised step then comes from the few that are left;
+    zero_adv_frac    responses whose advantage, as the update uses it (after --norm-adv), is 0 (|A| < 1e-3
+                     on every token): they move nothing. With --norm-adv a batch without a right answer
+                     is all zeros (1.0); without it, R - V = -V still pushes every response down;
     flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.
-    This process's share of the batch (the row is the main process's)."""
-    adv = advantages if advantages.dim() == 1 else (advantages.abs() * batch.response_mask).amax(1)
-    out = {"zero_adv_frac": float((adv.abs() < 1e-3).float().mean()), "flat_group_frac": ""}
+    step_adv: [B, L]. This process's share of the batch (the row is the main process's)."""
+    largest = (step_adv.abs() * batch.response_mask).amax(1)   # [B]
+    out = {"zero_adv_frac": float((largest < 1e-3).float().mean()), "flat_group_frac": ""}
     if ESTIMATORS[a.algo].grouped:
         groups = batch.rewards.view(-1, a.group_size)
         out["flat_group_frac"] = float((groups == groups[:, :1]).all(1).float().mean())
