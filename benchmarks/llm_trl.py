@@ -13,6 +13,7 @@ progress.csv (the reward of each step's completions) as llm_demo.py does, instea
     python benchmarks/llm_trl.py                 # llm_demo.py's flags change the shared settings
     python benchmarks/llm_trl.py --seed 2 --threads 1
 """
+import dataclasses
 import os
 import sys
 import time
@@ -73,7 +74,7 @@ def main():
     after_s = time.perf_counter() - t0
     res = {"name": name, "flags": ["TRL GRPOTrainer: G 8, 16 completions/step, lr 2e-5, beta 0"]
            + ([f"seed {a.seed}"] if a.seed != 1 else []) + ([f"threads {a.threads}"] if a.threads else []),
-           "args": {**vars(a), "eval_every": 0}, "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
+           "args": {**dataclasses.asdict(a), "eval_every": 0}, "accuracy_before": before["avg_at_k"], "accuracy_after": after["avg_at_k"],
            "greedy_before": before["greedy"], "greedy_after": after["greedy"], "train_wall_s": train_s,
            "eval_before_s": before_s, "eval_after_s": after_s, "gen_tokens": tokens[0],
            "peak_mem_gb": llm_demo.peak_memory_gb(device), "critic_pearson": None,
