@@ -145,7 +145,9 @@ def measure(run: Run) -> dict:
     prov = provenance()
     out = launch(run)
     r = out.results
-    curve = [{"step": int(row["step"]), "reward": float(row["reward"])} for row in out.rows] or r.get("reward_curve", [])
+    curve = [{"step": int(row["step"]), "reward": float(row["reward"]),
+              **{k: float(row[k]) for k in ("response_len", "zero_adv_frac") if row.get(k)}}   # (TRL: reward only)
+             for row in out.rows] or r.get("reward_curve", [])
     return {**run.info, "accuracy_before": r["accuracy_before"], "accuracy_after": r["accuracy_after"],
             "greedy_before": r["greedy_before"], "greedy_after": r["greedy_after"], "train_wall_s": r["train_wall_s"],
             "gen_tokens": r["gen_tokens"], "reward_curve": curve, "eval_k": r["args"]["eval_k"],
@@ -177,6 +179,7 @@ def render() -> None:
                              f"{pct([r['accuracy_after'] for r in g])}% | "
                              f"{pct([r['accuracy_after'] - r['accuracy_before'] for r in g])} | "
                              f"{mean_std([r['train_wall_s'] for r in g])[0]:.0f} |")
+    lines += goals(groups)
     lines += ["", "Every run: " + "; ".join(f"{r['task']} {r['algo']} s{r['seed']}: {r['accuracy_before']:.1%} → "
                                             f"{r['accuracy_after']:.1%}" for r in records)]
     write_results("llm/suite", {"provenance": provenance(), "runs": records}, "\n".join(lines))
@@ -189,6 +192,31 @@ def render() -> None:
                     band(ax, range(1, n + 1), [c[:n] for c in curves], algo)
             ax.set_title(task), ax.set_xlabel("step")
         axes[0].set_ylabel("reward of the step's samples"), axes[0].legend()
+
+
+def goals(groups: dict) -> list[str]:
+    """The suite's goals, checked on what has run: no default run ends below its start; SPPO's mean gain at
+    least TRL GRPOTrainer's on every task, at no more training wall-clock; +40 points on the demo's own task."""
+    gain = lambda g: mean_std([r["accuracy_after"] - r["accuracy_before"] for r in g])[0]
+    lines = ["", "## Goals", "", "| goal | task | measured | met |", "|---|---|---|---|"]
+    for task in TASKS:
+        below = [f"{r['algo']} s{r['seed']}" for algo in ("sppo",) for r in groups.get((task, algo), [])
+                 if r["accuracy_after"] < r["accuracy_before"]]
+        if groups.get((task, "sppo")):
+            lines.append(f"| no default run below its start | {task} | {len(below)} of {len(groups[(task, 'sppo')])} "
+                         f"below{' (' + ', '.join(below) + ')' if below else ''} | {'yes' if not below else 'no'} |")
+        sppo, trl = groups.get((task, "sppo")), groups.get((task, "trl-grpo"))
+        if sppo and trl:
+            ds, dt = gain(sppo), gain(trl)
+            ws, wt = (mean_std([r["train_wall_s"] for r in g])[0] for g in (sppo, trl))
+            lines.append(f"| SPPO's mean gain ≥ TRL GRPO's, at no more wall-clock | {task} | {100 * ds:+.1f} vs "
+                         f"{100 * dt:+.1f} points ({len(sppo)} and {len(trl)} seeds); {ws:.0f} vs {wt:.0f} s | "
+                         f"{'yes' if ds >= dt and ws <= wt else 'no'} |")
+    own = groups.get(("arith-d1", "sppo"))
+    if own:
+        lines.append(f"| +40 points on the demo's own task | arith-d1 | {100 * gain(own):+.1f} points ({len(own)} seeds) | "
+                     f"{'yes' if gain(own) >= 0.40 else 'no'} |")
+    return lines
 
 
 def main():
