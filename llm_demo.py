@@ -44,7 +44,8 @@ from objective import (ESTIMATORS, Baselines, estimate, log_ratio, masked_mean, 
                        standardize)
 from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, logged, opt, parse_args, pick_device,
                     plot_progress, ProgressDisplay, ProgressLog, random_state, read_checkpoint, restore, resumed_settings,
-                    run_folder, save_checkpoint, diverged_status, stopped_status, command_line, write_settings)
+                    run_folder, save_checkpoint, diverged_status, stopped_status, command_line, write_settings,
+                    checkpoint_file)
 from value import LMValue
 
 
@@ -583,6 +584,7 @@ def setup(a: LLMArgs) -> Run:
     """Settings, processes, data, the policy, its critic (and reference), the optimizer; or all of them
     as a checkpoint left them (--resume). Every check that needs no model runs before the model loads."""
     command = command_line("llm_demo.py", a)   # as typed, before a --resume fills the settings in (settings.json)
+    a.resume = checkpoint_file(a.resume)   # --resume runs/<run> means its model.pt (in place: typed() stays)
     ckpt = read_checkpoint(a.resume, ("args", "optimizer", "progress", "rng")) if a.resume else None
     if ckpt is not None and "policy" not in ckpt:   # the policy lives in policy/ beside it (or it is not our model.pt:
         read_checkpoint(a.resume, ("args", "policy_dir", "optimizer", "progress", "rng"))   # then this says what it is)
@@ -801,6 +803,8 @@ def finish(run: Run, status: str) -> int:
     calib = ("" if "pearson" not in after else f"; critic calibration Pearson {after['pearson']:.2f}, Spearman "
              f"{after['spearman']:.2f}" if after["pearson"] == after["pearson"] else   # NaN: no spread to correlate
              "; critic calibration undefined (every held-out problem has the same pass rate, or V the same value)")
+    print(f"ask it: AutoModelForCausalLM.from_pretrained({os.path.join(run.run_dir, POLICY_DIR)!r}) "
+          "with the training prompt (README, \"The LLM demo\")")   # before the summary, which stays the last line
     print(f"{a.algo}: held-out Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%} (greedy "
           f"{before['greedy']:.1%} -> {after['greedy']:.1%}) after {progress['step']} steps, {progress['responses']} "
           f"responses, {progress['wall_time']:.0f} s of training{calib}; saved {run.run_dir}")

@@ -154,15 +154,32 @@ def load(name: str, device: torch.device, dtype: torch.dtype) -> Policy:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         tok = AutoTokenizer.from_pretrained(folder)
     else:
+        # a name that is no folder is a hub id: where the hub cannot be reached (as on the machines this project
+        # is built on), transformers would retry for about a minute before failing; look in the local cache only
+        local_only = not os.path.isdir(name) and not hub_reachable()
         try:
-            tok = AutoTokenizer.from_pretrained(name)
-            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+            tok = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, local_files_only=local_only)
         except (OSError, ValueError) as e:   # no such folder, no config, hub unreachable or unknown id
             where = "folder" if os.path.isdir(name) else "hub id (or local folder)"
             raise ConfigError(f"cannot load --model '{name}' as a {where}: {str(e).splitlines()[0][:160]}; "
                               f"offline, pass a local folder or the default ({DEFAULT_MODEL})") from None
     tok.padding_side = "left"
     return Policy(without_dropout(model).to(device), tok, device)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the model hub answers at all (a TCP connection within timeout_s); False under HF_HUB_OFFLINE=1."""
+    import socket
+    from urllib.parse import urlparse
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 def without_dropout(model):

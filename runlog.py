@@ -224,6 +224,11 @@ def check_settings(args, choices: dict, positive_ints=(), positive_floats=()) ->
         summary_writer()
 
 
+def checkpoint_file(path: str) -> str:
+    """A run's folder stands for its model.pt (`--resume runs/<run>`); any other path is itself."""
+    return os.path.join(path, "model.pt") if path and os.path.isdir(path) else path
+
+
 def read_checkpoint(path: str, keys: tuple[str, ...]) -> dict:
     """Load a checkpoint written by save_checkpoint, refusing anything that lacks `keys`."""
     if not os.path.isfile(path):
@@ -592,3 +597,34 @@ def plot_progress(csv_path: str, png_path: str, title: str, x: str, curves: list
     fig.legend(loc="upper left", bbox_to_anchor=(0.12, 0.88), fontsize="small")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
+
+
+# One colour per method in every figure of the project (results/*.png, the notebooks), so that a reader who
+# learned "SPPO is red" in one picture can read the next without its legend. matplotlib's default colours,
+# in the order the control benchmark's figures first gave them (its labels sorted: grpo, ppo, rloo, sppo).
+# token/seq/joint are SPPO's ratio granularities (the ratio ablation): token is the benchmark's SPPO itself.
+COLOURS = {
+    "sppo": "tab:red",
+    "ppo": "tab:orange",
+    "grpo": "tab:blue",
+    "rloo": "tab:green",
+    "reinforce": "tab:brown",
+    "trl-grpo": "tab:purple",
+    "token": "tab:red",
+    "seq": "tab:cyan",
+    "joint": "tab:olive",
+}
+
+
+def colour(label: str) -> str | None:
+    """The colour of the method a figure label names: "sppo", "sppo (3 seeds)", "sppo-s2", "GRPO (G = 8)"
+    -> COLOURS' entry for the longest name the label starts with (case ignored), followed by the label's end,
+    a space, "(" or ":" (or "-" after a method's name: "sppo-mixed", but not "token-level PPO"); None where
+    the label names no method (the caller keeps matplotlib's cycle)."""
+    label = label.lower()
+    for name in sorted(COLOURS, key=len, reverse=True):
+        after = label[len(name):len(name) + 1]
+        if label.startswith(name) and (after in ("", " ", "(", ":") or
+                                       (after == "-" and name not in ("token", "seq", "joint"))):
+            return COLOURS[name]
+    return None

@@ -44,7 +44,7 @@ from objective import (ESTIMATORS, Baselines, estimate, explained_variance, mask
 from runlog import (ConfigError, ProgressDisplay, ProgressLog, StopOnCtrlC, check_finite, check_settings, command_line,
                     keep_rows_up_to, opt, parse_args, pick_device, plot_progress, random_state, read_checkpoint, restore,
                     resumed_settings, run_folder, save_checkpoint, diverged_status, stopped_status, write_settings)
-from runlog import as_flag, typed   # --task's settings: which flags the user typed, and how to name them
+from runlog import as_flag, checkpoint_file, typed   # --task's settings: which flags the user typed, and how to name them
 from value import PromptValue, StepValue, mlp
 
 
@@ -364,10 +364,14 @@ CHANGE_ON_RESUME = ("total_steps", "total_episodes", "stop_when_solved", "device
 
 def train(args: Args) -> int:
     command = command_line("sppo.py", args)   # as typed, before a --resume or a --task fills the settings in (settings.json)
+    args.resume, args.init = checkpoint_file(args.resume), checkpoint_file(args.init)   # runs/<run> means its model.pt
     ckpt = read_checkpoint(args.resume, ("args", "actor", "critic", "optimizer", "progress", "rng")) if args.resume else None
     if ckpt is not None:
         args = resumed_settings(saved_args(ckpt, args.resume), args, CHANGE_ON_RESUME, os.path.dirname(args.resume) or ".")
     else:   # a new run of a --task: the RL stage's settings, where no flag was typed (a resume keeps its own)
+        if args.task and "env" in typed(args) and args.env != envs.get_task(args.task).env_id:   # a typed flag never loses silently
+            raise ConfigError(f"--task {args.task} runs on {envs.get_task(args.task).env_id}, not --env {args.env}; "
+                              "drop one of them")
         args, applied = task_settings(args)
         if applied:
             print(f"--task {args.task}: the RL stage's settings {' '.join(applied)} (a flag you type wins; "

@@ -352,3 +352,31 @@ def test_llm_second_ctrl_c_says_what_was_kept_and_the_folder_is_not_reused(tmp_p
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("sppo: stopped (second Ctrl-C; runs/s/model.pt holds step 1, the last checkpoint: --resume it to "
                     "continue) after 1 steps")
+
+
+# ------------------------------------------------------------------------------------------------
+# What a newcomer tried: the run's folder for its model.pt, a --task beside a contradicting --env
+# ------------------------------------------------------------------------------------------------
+def test_resume_takes_the_run_folder_for_its_model_pt(cartpole_run, tmp_path, monkeypatch):
+    assert sppo_run(tmp_path, monkeypatch, "--resume", "runs/r", "--total-steps", 5000) == 0
+    assert ckpt(cartpole_run / "model.pt")["progress"]["update"] > 5
+
+
+def test_llm_resume_takes_the_run_folder(tmp_path, monkeypatch, tiny):
+    assert llm_run(tmp_path, monkeypatch, "--model", tiny, *LLM_TINY, "--steps", 1, "--run-name", "r") == 0
+    assert llm_run(tmp_path, monkeypatch, "--resume", "runs/r", "--steps", 2) == 0
+    assert ckpt(tmp_path / "runs" / "r" / "model.pt")["progress"]["step"] == 2
+
+
+def test_a_task_with_another_env_typed_is_refused(tmp_path, monkeypatch, capsys):
+    assert sppo_run(tmp_path, monkeypatch, "--task", "pendulum", "--env", "CartPole-v1", "--total-episodes", 16) == 2
+    assert error_line(capsys) == "error: --task pendulum runs on Pendulum-v1, not --env CartPole-v1; drop one of them"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_hub_id_fails_at_once(tmp_path, monkeypatch, capsys):
+    import llm_models
+    monkeypatch.setattr(llm_models, "hub_reachable", lambda timeout_s=3.0: False)
+    # (unpatched, transformers would retry the hub for about a minute before this line)
+    assert llm_run(tmp_path, monkeypatch, "--model", "nobody/no-such-model", *LLM_TINY, "--steps", 1) == 2
+    assert "cannot load --model 'nobody/no-such-model'" in error_line(capsys)
