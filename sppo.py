@@ -91,7 +91,7 @@ class Args:
     save_every: int = opt(10, "checkpoint every N updates (also at the end and on Ctrl-C)")
     tensorboard: bool = opt(False, "also write progress.csv's numbers as TensorBoard event files in the run's folder "
                                    "(tensorboard --logdir runs); needs the optional package: pip install tensorboard")
-    run_name: str = opt("", "folder under runs/ (default: <env>__<algo>__<seed>)")
+    run_name: str = opt("", "folder under runs/ (default: <task or env>__<algo>__<seed>__<unix time>)")
     resume: str = opt("", "checkpoint to continue from, its folder's model.pt (its saved settings are used; the budgets, "
                           "--device, --stop-when-solved, --threads, --compile, --save-every and --tensorboard may change)")
 
