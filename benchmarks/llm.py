@@ -22,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repository
+from runlog import colour  # noqa: E402
 from benchmarks.runner import (RESULTS, Run, figure, launch, load_json, mean_std, provenance, run_all,  # noqa: E402
                                save_json, write_results)
 
@@ -133,7 +134,8 @@ def plot(groups: dict, k: int) -> None:
     """One colour per algorithm: each seed a thin line, the mean over seeds (per evaluation) a thick one."""
     with figure(os.path.join(OUT, "compare.png"), ncols=2, figsize=(10, 4), sharey=True) as axes:
         import matplotlib.pyplot as plt
-        for color, base in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], [b for b in FIGURE if b in groups]):
+        for cycle, base in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], [b for b in FIGURE if b in groups]):
+            color = colour(base) or cycle   # one colour per method across the project's figures (runlog.COLOURS)
             curves = [r["eval_curve"] for r in groups[base]]
             for ax, key in zip(axes, ("wall_time", "gen_tokens")):
                 for c in curves:

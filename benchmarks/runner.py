@@ -214,7 +214,9 @@ def figure(path: str, ncols: int = 1, figsize=(6, 4), **kw):
 
 
 def band(ax, x, ys, label: str) -> None:
-    """Seeds' curves ys [seeds, len(x)]: their mean, in a band from their minimum to their maximum."""
+    """Seeds' curves ys [seeds, len(x)]: their mean, in a band from their minimum to their maximum, in the
+    colour of the method the label names ("sppo (3 seeds)": runlog.COLOURS), the same in every figure."""
     import numpy as np
-    ax.plot(x, np.nanmean(ys, 0), label=label)
-    ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
+    from runlog import colour   # the repository's top level: every benchmark script puts it on sys.path
+    line, = ax.plot(x, np.nanmean(ys, 0), label=label, color=colour(label))
+    ax.fill_between(x, np.nanmin(ys, 0), np.nanmax(ys, 0), color=line.get_color(), alpha=0.2)
