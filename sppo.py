@@ -419,8 +419,10 @@ def train(args: Args) -> int:
         status = (f"solved already (last-20 mean return {np.mean(recent):.1f} >= {threshold:g}; "
                   "--no-stop-when-solved trains on)")
     stop = StopOnCtrlC()
+    by_episodes = args.total_episodes > 0   # the progress counts the budget the user set (an episode budget, if any)
     with stop, ProgressLog(csv_path, COLUMNS, "update", tensorboard=args.tensorboard) as log, \
-            ProgressDisplay(args.total_steps, progress["env_steps"], unit="env step") as bar:
+            ProgressDisplay(*((args.total_episodes, progress["episodes"], "episode") if by_episodes else
+                              (args.total_steps, progress["env_steps"], "env step"))) as bar:
         try:
             while not solved and progress["env_steps"] < args.total_steps and (
                     args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
@@ -437,7 +439,7 @@ def train(args: Args) -> int:
                            last20_return=last20, steps_per_s=progress["env_steps"] / progress["wall_time"])
                 log.writerow(row)
                 log.flush()
-                bar.update(steps)
+                bar.update(batch.step_mask.shape[1] if by_episodes else steps)
                 if zero_one:
                     bar.set_postfix(update=progress["update"], success=f"{row['success_rate']:.0%}", last20=f"{last20:.0%}")
                 else:
