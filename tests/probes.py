@@ -27,15 +27,21 @@ reads the action, a sign flip, a baseline not detached, ...) that each probe mus
     sys.path.insert(0, str(ROOT / "tests")); import probes
     probes.delayed_credit()   # {'k': [1, 4, 16, 64], 'sppo_credit': [1.0, 1.0, 1.0, 1.0],
                               #  'gae_credit': [0.95, 0.815, 0.44, 0.038], 'lambda_k': [...], 'passed': True}
+
+The end of the file holds the checkers of notebooks/04_probes_and_exercises.ipynb's exercises (check_*), which
+measure a student's answer the same way: numbers, and `passed`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import gymnasium as gym
 import torch
+import torch.nn.functional as F
 
 import envs
+import objective
 import sppo
 from objective import per_step
 from value import PromptValue, StepValue
@@ -359,4 +365,238 @@ def difficulty(group_size: int = 8, groups: int = 3072, warmup: int = 150, seed:
                          and t["sppo_zero_adv_frac"].max() == 0 and t["grpo_mean_adv"].abs().max() < 1e-4
                          and t["grpo_credit"].min() > 0.28
                          and (t["flat_group_frac"] - t["flat_expected"]).abs().max() < 0.07)
+    return out
+
+
+# ================================================================================================
+# The exercises of notebooks/04_probes_and_exercises.ipynb. Each checker measures a student's answer
+# against a reference that is not the answer itself (objective.py's functions, sampled gradients, a
+# probe) and returns, as a probe does, the numbers it measured and `passed`. tests/test_exercises.py
+# holds every checker to a pass with the solutions in notebooks/solutions/ and to a miss with a wrong
+# answer.
+# ================================================================================================
+@contextlib.contextmanager
+def planted(bug):
+    """A change to the code for the duration of a with-block, without pytest: `bug(patch)` calls
+    patch.setattr(owner, name, value) -- as tests/test_probes.py's planted bugs call pytest's
+    monkeypatch -- and every change is undone on the way out."""
+    undo = []
+
+    class Patch:
+        def setattr(self, owner, name, value):
+            undo.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, value)
+
+    try:
+        bug(Patch())
+        yield
+    finally:
+        for owner, name, old in reversed(undo):
+            setattr(owner, name, old)
+
+
+# --- Exercise 1: how much effort does SPPO's critic need? ----------------------------------------
+def check_critic_configs(configs: dict, warmup: int = 2, seed: int = 0) -> dict:
+    """configs: {"default": {}, "frozen": {...}, "warm-up": {...}}, each a dict of sppo.Args settings
+    (what a command line's flags would set). Checked by what they do, for three updates on probe (c)'s
+    env, training as sppo.train does (the actor learns from update `critic_warmup` on):
+
+    * default: actor and critic both learn from the first update (sppo's own settings);
+    * frozen: the critic (almost) never moves -- every weight by < 1e-5 in each update -- and the actor
+      learns from the first update;
+    * warm-up: only the critic learns in the first `warmup` updates (the actor's weights exactly still),
+      then both.
+    Returns per config `actor_moved` and `critic_moved` (the largest weight change of each update, [3])
+    and passed."""
+    out, ok = {}, []
+    for name in ("default", "frozen", "warm-up"):
+        env = ProbeEnv(32, win=[[0.9, 0.1], [0.1, 0.9]], lengths=(1,), seed=seed)
+        args = probe_args(**configs.get(name, {}))
+        actor, critic, optimizer = learner(env, args, seed)
+        moved = {"actor_moved": [], "critic_moved": []}
+        for u in range(3):
+            before = {net: [p.detach().clone() for p in module.parameters()] for net, module in (("actor", actor), ("critic", critic))}
+            sppo.update(args, env, actor, critic, optimizer, seed=seed * 1_000_003 + u, train_actor=u >= args.critic_warmup)
+            for net, module in (("actor", actor), ("critic", critic)):
+                moved[f"{net}_moved"].append(max(float((p.detach() - q).abs().max()) for p, q in zip(module.parameters(), before[net])))
+        out[name] = moved
+        actor_learns = [m > 0 for m in moved["actor_moved"]]
+        critic_learns = [m > 1e-3 for m in moved["critic_moved"]]
+        if name == "default":
+            ok.append(all(actor_learns) and all(critic_learns))
+        elif name == "frozen":
+            ok.append(all(actor_learns) and max(moved["critic_moved"]) < 1e-5)
+        else:
+            ok.append(actor_learns == [u >= warmup for u in range(3)] and all(critic_learns))
+    out["passed"] = all(ok)
+    return out
+
+
+# four sets of final success rates (per config, one per seed) whose verdicts differ: a clear winner that is
+# not the default, a lead within the noise, a mean that disagrees with the median, and a lead larger than two
+# standard errors of the difference but smaller than two standard deviations of the seeds
+VERDICT_CASES = (
+    {"default": [0.50, 0.55, 0.52, 0.60], "frozen": [0.90, 0.95, 0.92, 0.94], "warm-up": [0.30, 0.35, 0.40, 0.32]},
+    {"default": [0.90, 0.50, 0.80, 0.60], "frozen": [0.70, 0.85, 0.60, 0.75], "warm-up": [0.20, 0.30, 0.25, 0.30]},
+    {"default": [0.30, 0.30, 0.30, 0.30], "frozen": [0.10, 0.20, 0.20, 0.25], "warm-up": [1.00, 0.20, 0.20, 0.20]},
+    {"default": [0.60, 0.70, 0.65, 0.65], "frozen": [0.30, 0.40, 0.35, 0.30], "warm-up": [0.72, 0.77, 0.67, 0.72]},
+)
+
+
+def check_critic_verdict(verdict, finals: dict) -> dict:
+    """verdict(finals) -> (name, clear): the config with the highest MEAN final success over its seeds,
+    and whether its lead over the runner-up exceeds twice the standard error of the difference,
+    2 * sqrt(se_best^2 + se_second^2), se = std over seeds (n - 1) / sqrt(n). Checked on the measured
+    finals and on VERDICT_CASES. Returns per case (measured first) the verdict expected and the one
+    given, and passed."""
+    expected, given = [], []
+    for case in (finals, *VERDICT_CASES):
+        stats = {k: (torch.tensor(v, dtype=torch.float64).mean(), torch.tensor(v, dtype=torch.float64).std() / len(v) ** 0.5)
+                 for k, v in case.items()}
+        best, second = sorted(stats, key=lambda k: -stats[k][0])[:2]
+        gap = stats[best][0] - stats[second][0]
+        expected.append((best, bool(gap > 2 * (stats[best][1] ** 2 + stats[second][1] ** 2).sqrt())))
+        try:
+            name, clear = verdict({k: list(v) for k, v in case.items()})
+            given.append((name, bool(clear)))
+        except Exception as e:   # an unfinished answer (NotImplementedError, None, ...) is a miss, not a crash
+            given.append(repr(e))
+    return {"expected": expected, "given": given, "passed": expected == given}
+
+
+# --- Exercise 2: GAE by hand ---------------------------------------------------------------------
+def check_gae(gae_fn, seed: int = 0) -> dict:
+    """gae_fn(rewards, values, last_value, gamma, lam) -> advantages: ONE episode as plain lists of
+    floats (r_t, V(s_t) for t = 0 .. T-1; last_value = V after the last step, 0 if nothing follows).
+    Compared with objective.gae_advantage in float64 on 64 random episodes (T = 1 .. 6, gamma 1 and
+    0.9, lambda 0, 0.5, 0.95 and 1, last_value 0 or not). Pass mark: every advantage within 1e-9 of it
+    (exact but for rounding). Returns cases, max_error, passed."""
+    g = torch.Generator().manual_seed(seed)
+    worst, cases = 0.0, 0
+    for T in (1, 2, 3, 6):
+        for gamma in (1.0, 0.9):
+            for lam in (0.0, 0.5, 0.95, 1.0):
+                for bootstrap in (False, True):
+                    rewards = (torch.rand(T, generator=g, dtype=torch.float64) < 0.3).double()
+                    values = torch.rand(T, generator=g, dtype=torch.float64)
+                    last_value = torch.rand(1, generator=g, dtype=torch.float64) * bootstrap
+                    want, _ = objective.gae_advantage(rewards[:, None], values[:, None], torch.ones(T, 1, dtype=torch.float64),
+                                                      last_value, gamma, lam)
+                    try:
+                        got = torch.as_tensor(gae_fn(rewards.tolist(), values.tolist(), float(last_value), gamma, lam),
+                                              dtype=torch.float64).reshape(-1)
+                        error = float((got - want[:, 0]).abs().max()) if got.shape == (T,) else float("inf")
+                    except Exception:
+                        error = float("inf")
+                    worst, cases = max(worst, error), cases + 1
+    return {"cases": cases, "max_error": worst, "passed": worst < 1e-9}
+
+
+# --- Exercise 3: the variance of the policy gradient with a 0/1 outcome --------------------------
+# (q = pi(a = 1), w0, w1 = P(R = 1 | a), N = episodes per batch)
+VARIANCE_SETTINGS = ((0.5, 0.2, 0.6, 4), (0.3, 0.1, 0.9, 8), (0.8, 0.5, 0.7, 2))
+BASELINES = ("none", "batch_mean", "oracle")
+
+
+def sampled_gradients(q: float, w0: float, w1: float, baseline: str, batch_size: int, batches: int,
+                      seed: int = 0) -> torch.Tensor:
+    """The one-parameter bandit of exercise 3: pi(a = 1) = sigmoid(theta) = q, outcome R ~ Bernoulli(w_a).
+    `batches` batches of `batch_size` episodes; each episode's advantage from objective.py (none:
+    reinforce_advantage, R; oracle: sppo_advantage with V(s0) = p = q w1 + (1 - q) w0; batch_mean: R minus
+    its batch's mean, as --norm-adv centres); the gradient of objective.policy_loss at rho = 1 (one pass)
+    by autograd. Returns the first episode's term of each batch, d/dtheta log pi(a) * A = (a - q) A [batches]
+    (the loss is a mean: its gradient is minus the mean of these terms)."""
+    n = batches * batch_size
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.full((n,), torch.logit(torch.tensor(q, dtype=torch.float64)).item(), dtype=torch.float64,
+                       requires_grad=True)                                    # one copy per episode: per-episode gradients
+    action = (torch.rand(n, generator=g, dtype=torch.float64) < q).double()
+    outcome = (torch.rand(n, generator=g, dtype=torch.float64) < torch.where(action > 0, w1, w0)).double()
+    logp = torch.where(action > 0, F.logsigmoid(theta), F.logsigmoid(-theta))
+    p = q * w1 + (1 - q) * w0
+    advantage = {"none": lambda: objective.reinforce_advantage(outcome),
+                 "oracle": lambda: objective.sppo_advantage(outcome, torch.full_like(outcome, p)),
+                 "batch_mean": lambda: (outcome.view(-1, batch_size) - outcome.view(-1, batch_size).mean(1, keepdim=True)).view(-1),
+                 }[baseline]()
+    loss, _ = objective.policy_loss(logp[None], logp.detach()[None], advantage, torch.ones(1, n, dtype=torch.float64))
+    grad, = torch.autograd.grad(loss, theta)
+    return (-grad * n).view(-1, batch_size)[:, 0]
+
+
+def check_variance(variance_fn, batches: int = 200_000, seed: int = 0) -> dict:
+    """variance_fn(q, w0, w1, baseline, batch_size) -> the closed-form variance of one episode's gradient
+    term (a - q) A under `baseline` (none | batch_mean | oracle), against its sampled variance
+    (sampled_gradients, `batches` draws) at each of VARIANCE_SETTINGS. Pass mark: within 4 standard
+    errors of the sampled variance everywhere (its standard error: std of (g - mean)^2 / sqrt(batches)).
+    Returns rows of (q, w0, w1, N, baseline, closed form, sampled, standard error) and passed."""
+    rows, ok = [], True
+    for q, w0, w1, n in VARIANCE_SETTINGS:
+        for i, baseline in enumerate(BASELINES):
+            g = sampled_gradients(q, w0, w1, baseline, n, batches, seed=seed + i)
+            squared = (g - g.mean()) ** 2
+            sampled, se = float(squared.mean()), float(squared.std() / batches ** 0.5)
+            try:
+                closed = float(variance_fn(q, w0, w1, baseline, n))
+            except Exception:
+                closed = float("inf")
+            ok &= abs(closed - sampled) <= 4 * se
+            rows.append((q, w0, w1, n, baseline, closed, sampled, se))
+    return {"rows": rows, "passed": bool(ok)}
+
+
+# --- Exercise 4: the silent bug ------------------------------------------------------------------
+def suspect_update(args, env, actor, critic, optimizer, seed: int, train_actor: bool = True):
+    """Exercise 4's trainer: Sequence-Level PPO's update written out on one screen (after sppo.update,
+    without its logging and checks), for a 0/1 outcome. It runs, its value loss falls and its explained
+    variance looks fine -- and one line is wrong. Same interface as sppo.update: -> (batch, logged row)."""
+    batch = envs.rollout(env, actor.act, seed=seed)
+    outcome = batch.success.float()                                       # R [B], 0 or 1
+    judged = batch.final_obs                                              # [B, obs_dim]: where each outcome was judged
+    with torch.no_grad():
+        value = critic(judged)                                            # V [B]
+        advantage = objective.sppo_advantage(outcome, value)              # A = R - V, shared by every step
+    for _ in range(args.epochs):
+        for idx in torch.randperm(len(outcome)).tensor_split(args.minibatches):
+            mask = batch.step_mask[:, idx]
+            logp, _ = actor.logp_entropy(batch.obs[:, idx], batch.actions[:, idx])
+            policy_loss, _ = objective.policy_loss(logp, batch.logp[:, idx], advantage[idx], mask, args.ratio, args.clip_eps)
+            value_loss = critic.loss(judged[idx], outcome[idx]).mean()
+            optimizer.zero_grad()
+            ((policy_loss if train_actor else 0) + value_loss).backward()
+            optimizer.step()
+    return batch, {"value_loss": float(value_loss.detach()), "explained_var": objective.explained_variance(value, outcome),
+                   "adv_std": float(advantage.std())}
+
+
+def one_pass_action_outcome(update, warmup: int = 30, updates: int = 30, seed: int = 0) -> dict:
+    """Probe (c)'s bandit (the context's right action wins 0.9 of the time, the other 0.1; here 3 steps per
+    episode, the first decides) trained by `update` (sppo.update's interface) with one pass in one
+    minibatch of 256 episodes -- the LLM demo's default: every ratio is 1 and the step is exactly the
+    policy gradient with the critic as baseline -- the critic alone for `warmup` updates, then both.
+    (With several clipped passes over 32 episodes, sppo's defaults as in action_outcome, the actor also
+    fits the batch's noise: without a signal it drifts, and may drift to the right action by chance.)
+
+    Pass mark: pi(right action | s0) > 0.9 in both contexts at the end. Returns p_right [C], and the last
+    warm-up update's logged value_loss and explained_var; passed."""
+    env = ProbeEnv(256, win=[[0.9, 0.1], [0.1, 0.9]], lengths=(3,), seed=seed)
+    args = probe_args(epochs=1, minibatches=1, num_episodes=256, critic_lr=1e-2)
+    actor, critic, optimizer = learner(env, args, seed)
+    rows = [update(args, env, actor, critic, optimizer, seed=seed * 1_000_003 + u, train_actor=u >= warmup)[1]
+            for u in range(warmup + updates)]
+    p_right = p_action_1(actor, env) * torch.tensor([-1.0, 1.0]) + torch.tensor([1.0, 0.0])
+    return {"p_right": p_right.tolist(), "value_loss": rows[warmup - 1]["value_loss"],
+            "explained_var": rows[warmup - 1]["explained_var"], "passed": bool(p_right.min() > 0.9)}
+
+
+def check_bug_fix(fixed_update, seed: int = 0) -> dict:
+    """one_pass_action_outcome run with suspect_update and with `fixed_update` (sppo.update's interface).
+    Pass mark: the suspect misses the probe's pass mark and the fix meets it (and is not sppo.update
+    itself). Returns each one's probe result (`suspect`, `fixed`) and passed."""
+    out = {}
+    for name, update in (("suspect", suspect_update), ("fixed", fixed_update)):
+        try:
+            out[name] = one_pass_action_outcome(update, seed=seed)
+        except Exception as e:   # an unfinished answer is a miss, not a crash
+            out[name] = {"error": repr(e), "passed": False}
+    out["passed"] = bool(not out["suspect"]["passed"] and out["fixed"]["passed"] and fixed_update is not sppo.update)
     return out

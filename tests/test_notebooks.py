@@ -14,7 +14,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb", "03_llm_sppo.ipynb"]
+NAMES = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb", "03_llm_sppo.ipynb", "04_probes_and_exercises.ipynb"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -52,7 +52,7 @@ def test_readme_figure_matches_the_notebook(name):
 
 
 # The notebooks whose every run-dependent number is printed by code (03: once its text is rendered too)
-TRUTHFUL = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb"]
+TRUTHFUL = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb", "04_probes_and_exercises.ipynb"]
 NAN = re.compile(r"(?<![A-Za-z_])nan(?![A-Za-z_])", re.IGNORECASE)
 PERCENT = re.compile(r"\d+(?:\.\d+)?\s?%")
 # run first in the kernel: every title, axis label and legend label a figure gets, kept for the last cell
