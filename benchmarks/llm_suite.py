@@ -165,7 +165,9 @@ def render() -> None:
     k = records[0]["eval_k"]
     lines = ["# The LLM demo's task suite", "",
              f"Each run: the demo's defaults with only the task and the algorithm changed; 200 held-out problems, "
-             f"Avg@{k} at the training temperature before → after training (mean ± std over seeds; gain in points).", "",
+             f"Avg@{k} at the training temperature before → after training (mean ± std over seeds; gain in points). "
+             "Training seconds: one thread per run, on a machine that was also running other work: compare them "
+             "only between runs made side by side.", "",
              "| task | algo | seeds | Avg@2 before | Avg@2 after | gain | training s |", "|---|---|---:|---:|---:|---:|---:|"]
     groups = {}
     for r in records:
