@@ -45,7 +45,7 @@ from objective import (ESTIMATORS, Baselines, estimate, log_ratio, masked_mean, 
 from runlog import (ConfigError, StopOnCtrlC, check_finite, check_settings, keep_rows_up_to, logged, opt, parse_args, pick_device,
                     plot_progress, ProgressDisplay, ProgressLog, random_state, read_checkpoint, restore, resumed_settings,
                     run_folder, save_checkpoint, diverged_status, stopped_status, command_line, write_settings,
-                    checkpoint_file)
+                    checkpoint_file, idle_cores, plural)
 from value import LMValue
 
 
@@ -97,7 +97,7 @@ class LLMArgs:
     device: str = opt("auto", "cpu | cuda | auto")
     seed: int = opt(1, "random seed (sampling, prompt order, critic head)")
     eval_seed: int = opt(0, "seed of the held-out evaluation's sampling: the same draws for every run and checkpoint")
-    threads: int = opt(0, "torch CPU threads (0: torch's default, all cores)")
+    threads: int = opt(0, "torch CPU threads (0: the cores idle at the start, at least 1: see runlog.idle_cores)")
     log_every: int = opt(5, "print a few (prompt, response, R, V, A) rows every N steps (0: never)")
     save_every: int = opt(10, "checkpoint every N steps (also at the end and on Ctrl-C)")
     tensorboard: bool = opt(False, "also write progress.csv's numbers as TensorBoard event files in the run's folder "
@@ -386,7 +386,7 @@ def train(a: LLMArgs) -> int:
 def learn(run: "Run") -> str:
     """The RL loop, one step per batch: sample -> reward -> advantage -> update -> log. Returns how it ended."""
     a, policy, critic = run.a, run.policy, run.critic
-    status = "done"
+    status, first = "done", run.progress["step"]
     with run.logging():
         try:
             while run.progress["step"] < a.steps:
@@ -404,7 +404,8 @@ def learn(run: "Run") -> str:
                 if run.stop_requested():
                     status = "interrupted (Ctrl-C)"
                     break
-            run.save()
+            if run.progress["step"] > first:   # (a resume stopped before its score: the weights are saved already)
+                run.save()
         except FloatingPointError as e:   # a non-finite number (update() checks): the weights may be half-way
             status = f"diverged: step {run.progress['step'] + 1}: {e}"   # through this step, so nothing more is saved
         except KeyboardInterrupt:
@@ -594,6 +595,10 @@ def setup(a: LLMArgs) -> Run:
         except TypeError:
             raise ConfigError(f"checkpoint {a.resume} was not written by llm_demo.py") from None
         a = resumed_settings(saved, a, CHANGE_ON_RESUME, os.path.dirname(a.resume) or ".")
+        done = os.path.join(os.path.dirname(a.resume) or ".", "results.json")
+        if ckpt["progress"]["step"] >= a.steps and os.path.isfile(done):   # nothing to do: leave the folder as it is
+            raise ConfigError(f"{a.resume} has done {ckpt['progress']['step']} of --steps {a.steps} already: nothing to "
+                              f"train; raise --steps to train on (its score is in {done})")
         if a.device == "auto":   # auto keeps the run where it was (a CPU run on a GPU machine must not move to
             a = dataclasses.replace(a, device=saved.device)   # CUDA and bf16 on --resume); an explicit --device moves it
     check_args(a)
@@ -605,8 +610,8 @@ def setup(a: LLMArgs) -> Run:
                           "make --batch-size / group size a multiple of the number of processes")
     dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
              "float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    if a.threads or device.type == "cpu":   # all cores on a busy machine is several times slower than one (runlog.idle_cores)
+        torch.set_num_threads(a.threads or idle_cores(n_proc))
     torch.manual_seed(a.seed + 100_003 * rank)   # each process samples its own responses
     run_dir = run_folder(a.resume, a.run_name or f"llm__{a.algo}__{a.seed}__{int(time.time())}", ckpt, key="step")
 
@@ -646,7 +651,8 @@ def setup(a: LLMArgs) -> Run:
                                               if p.requires_grad or not trained) if net is not None else 0
     run.say(f"{a.model}: {n_params(policy.model) / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), critic "
             f"{n_params(critic) / 1e6:.0f}M ({n_params(critic, True) / 1e6:.0f}M trained); {len(train_set)} training and "
-            f"{len(eval_set)} held-out problems; loaded in {run.load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else ""),
+            f"{len(eval_set)} held-out problems; loaded in {run.load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else "")
+            + (f"; {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else ""),
             flush=True)
     if ckpt is not None:
         barrier()   # every process has checked the folder (run_folder) before a model.pt appears in it
@@ -782,10 +788,10 @@ def finish(run: Run, status: str) -> int:
                   curves=[("reward", "reward: share of the step's sampled responses right"),
                           ("value", "critic: mean predicted P(right)")])
     if status.startswith("stopped"):   # a second Ctrl-C, mid-step: say what was kept, if anything
-        print(f"{a.algo}: {stopped_status(run.ckpt_path, run.run_dir, key='step')} after {progress['step']} steps")
+        print(f"{a.algo}: {stopped_status(run.ckpt_path, run.run_dir, key='step')} after {plural(progress['step'], 'step')}")
         return 130
     if status.startswith("interrupted"):
-        print(f"{a.algo}: {status} after {progress['step']} steps; resume with --resume {run.ckpt_path}")
+        print(f"{a.algo}: {status} after {plural(progress['step'], 'step')}; resume with --resume {run.ckpt_path}")
         return 130
     run.optimizer.zero_grad(set_to_none=True)   # the last step's gradients are not needed to score the policy
     t_eval = time.perf_counter()
@@ -806,7 +812,7 @@ def finish(run: Run, status: str) -> int:
     print(f"ask it: AutoModelForCausalLM.from_pretrained({os.path.join(run.run_dir, POLICY_DIR)!r}) "
           "with the training prompt (README, \"The LLM demo\")")   # before the summary, which stays the last line
     print(f"{a.algo}: held-out Avg@{a.eval_k} {before['avg_at_k']:.1%} -> {after['avg_at_k']:.1%} (greedy "
-          f"{before['greedy']:.1%} -> {after['greedy']:.1%}) after {progress['step']} steps, {progress['responses']} "
+          f"{before['greedy']:.1%} -> {after['greedy']:.1%}) after {plural(progress['step'], 'step')}, {progress['responses']} "
           f"responses, {progress['wall_time']:.0f} s of training{calib}; saved {run.run_dir}")
     return 0
 

@@ -107,6 +107,11 @@ def as_flag(name: str, value) -> str:
     return f"{flag} {value if value != '' else repr('')}"
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 step', '2 steps', '1 env step': the count and its noun, in the number the count asks for."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def command_line(program: str, args) -> str:
     """The command that gives these settings, as a shell takes it: `python <program>` and the words typed
     (parse_args records them), or, for settings built in Python (a notebook, control_tasks.py), the flags of
@@ -175,6 +180,22 @@ def resumed_settings(saved, given, may_change: tuple[str, ...], run_dir: str):
                           "drop the flag to continue it, or start a new run")
     return dataclasses.replace(saved, resume=given.resume, **{name: getattr(given, name) for name in may_change
                                                              if name in typed(given)})
+
+
+def idle_cores(n_proc: int = 1) -> int:
+    """The CPU threads one of `n_proc` processes should use when none were asked for: the cores this process
+    may run on, less the ones other work keeps busy (the 1-minute load average), shared among the processes,
+    and at least 1. Why not torch's default (every core): OpenMP's threads spin while they wait for each
+    other, so on cores another job also uses, all-core torch runs several times slower than on one thread
+    (results/llm/threads.md: a 2-step LLM run takes 74 s on one thread beside a second run, 384 s on two
+    threads; alone, two threads take 46 s and one 69 s). The load average trails by about a minute: two runs
+    started at the same moment both see idle cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except (AttributeError, OSError):   # (Windows has no load average)
+        busy = 0
+    return max(1, (cores - busy) // max(n_proc, 1))
 
 
 def pick_device(name: str) -> torch.device:
@@ -548,6 +569,8 @@ class ProgressDisplay:
             if self.n < self.total:
                 self.bar.total = self.n
             self.bar.set_postfix_str(", ".join([*(f"{k}={v}" for k, v in self.postfix.items()), note]))
+        elif self.enabled and self.n == self.shown and self.last_line is not None:
+            print(note, flush=True)   # that count's line is already out (a one-update run): only the reason
         elif self.enabled:
             self._line(note)
 

@@ -43,7 +43,7 @@ from objective import (ESTIMATORS, Baselines, estimate, explained_variance, mask
                        standardize)
 from runlog import (ConfigError, ProgressDisplay, ProgressLog, StopOnCtrlC, check_finite, check_settings, command_line,
                     keep_rows_up_to, opt, parse_args, pick_device, plot_progress, random_state, read_checkpoint, restore,
-                    resumed_settings, run_folder, save_checkpoint, diverged_status, stopped_status, write_settings)
+                    resumed_settings, run_folder, save_checkpoint, diverged_status, stopped_status, write_settings, plural)
 from runlog import as_flag, checkpoint_file, typed   # --task's settings: which flags the user typed, and how to name them
 from value import PromptValue, StepValue, mlp
 
@@ -405,7 +405,6 @@ def train(args: Args) -> int:
         if dropped:
             print(f"note: dropped {dropped} row(s) of {csv_path} after update {progress['update']}, the checkpoint's: "
                   "written after it, they are replayed", file=sys.stderr)
-    write_settings(run_dir, command, args, {"update": progress["update"]}, resumed=ckpt is not None)
 
     # a --task's return IS its 0/1 outcome (--reward shaped aside): mean return and success rate are then one
     # number, reported once, as a success rate (the progress line, the curve, the summary)
@@ -418,14 +417,24 @@ def train(args: Args) -> int:
     if solved:
         status = (f"solved already (last-20 mean return {np.mean(recent):.1f} >= {threshold:g}; "
                   "--no-stop-when-solved trains on)")
+
+    def budget_left() -> bool:
+        return progress["env_steps"] < args.total_steps and (args.total_episodes == 0 or
+                                                              progress["episodes"] < args.total_episodes)
+
+    # a resume with nothing to do leaves the folder as it was: no checkpoint, no settings rewritten
+    idle = ckpt is not None and (solved or not budget_left())
+    if idle and not solved:
+        status = "budget reached already (raise --total-steps or --total-episodes to train on)"
+    if not idle:
+        write_settings(run_dir, command, args, {"update": progress["update"]}, resumed=ckpt is not None)
     stop = StopOnCtrlC()
     by_episodes = args.total_episodes > 0   # the progress counts the budget the user set (an episode budget, if any)
     with stop, ProgressLog(csv_path, COLUMNS, "update", tensorboard=args.tensorboard) as log, \
             ProgressDisplay(*((args.total_episodes, progress["episodes"], "episode") if by_episodes else
                               (args.total_steps, progress["env_steps"], "env step"))) as bar:
         try:
-            while not solved and progress["env_steps"] < args.total_steps and (
-                    args.total_episodes == 0 or progress["episodes"] < args.total_episodes):
+            while not idle and not solved and budget_left():
                 # every update's initial states come from its own seed, so --resume replays the same run
                 batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"],
                                     train_actor=progress["update"] >= args.critic_warmup)
@@ -452,7 +461,8 @@ def train(args: Args) -> int:
                 if stop.requested:
                     status = "interrupted (Ctrl-C)"
                     break
-            save()   # between updates: the checkpoint always matches the last row of progress.csv
+            if not idle:
+                save()   # between updates: the checkpoint always matches the last row of progress.csv
         except FloatingPointError as e:   # a non-finite number (update() checks): the weights may be half-way
             status = f"diverged: update {progress['update'] + 1}: {e}"   # through this update, so nothing more is saved
         except KeyboardInterrupt:   # a second Ctrl-C: stop now, mid-update, and keep the last checkpoint
@@ -480,8 +490,8 @@ def train(args: Args) -> int:
     last20 = np.mean(recent) if recent else float("nan")
     if os.path.isfile(ckpt_path):   # what to do next with it (before the summary, which stays the last line)
         print(f"watch it: python control_tasks.py watch {run_dir}   (its score, and one episode as a GIF)")
-    print(f"{args.algo} on {args.env}: {status} after {progress['update']} updates, {progress['episodes']} episodes, "
-          f"{progress['env_steps']} env steps, {progress['wall_time']:.1f} s; "
+    print(f"{args.algo} on {args.env}: {status} after {plural(progress['update'], 'update')}, "
+          f"{plural(progress['episodes'], 'episode')}, {plural(progress['env_steps'], 'env step')}, {progress['wall_time']:.1f} s; "
           + (f"last-20 success rate {last20:.0%}" if zero_one else f"last-20 mean return {last20:.1f}") + f"; saved {run_dir}")
     return 130 if status.startswith(("interrupted", "stopped")) else 0
 

@@ -340,7 +340,7 @@ def test_llm_second_ctrl_c_says_what_was_kept_and_the_folder_is_not_reused(tmp_p
                    "--run-name", "r") == 130
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("sppo: stopped (second Ctrl-C) before the first checkpoint, with nothing saved to resume (delete "
-                    "runs/r to start again; its progress.csv lists the unsaved steps) after 1 steps")
+                    "runs/r to start again; its progress.csv lists the unsaved steps) after 1 step")
     monkeypatch.undo()
     before = files(tmp_path / "runs" / "r")
     assert llm_run(tmp_path, monkeypatch, "--model", tiny, *LLM_TINY, "--steps", 1, "--run-name", "r") == 2
@@ -351,7 +351,7 @@ def test_llm_second_ctrl_c_says_what_was_kept_and_the_folder_is_not_reused(tmp_p
     assert llm_run(tmp_path, monkeypatch, "--model", tiny, *LLM_TINY, "--steps", 3, "--run-name", "s") == 130
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("sppo: stopped (second Ctrl-C; runs/s/model.pt holds step 1, the last checkpoint: --resume it to "
-                    "continue) after 1 steps")
+                    "continue) after 1 step")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -380,3 +380,42 @@ def test_an_unreachable_hub_id_fails_at_once(tmp_path, monkeypatch, capsys):
     # (unpatched, transformers would retry the hub for about a minute before this line)
     assert llm_run(tmp_path, monkeypatch, "--model", "nobody/no-such-model", *LLM_TINY, "--steps", 1) == 2
     assert "cannot load --model 'nobody/no-such-model'" in error_line(capsys)
+
+
+# ------------------------------------------------------------------------------------------------
+# A resume with nothing to do leaves the folder as it was
+# ------------------------------------------------------------------------------------------------
+def test_a_resume_past_its_budget_rewrites_nothing(cartpole_run, tmp_path, monkeypatch, capsys):
+    before = files(cartpole_run)
+    capsys.readouterr()
+    assert sppo_run(tmp_path, monkeypatch, "--resume", "runs/r") == 0   # the budget it was given is spent
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "budget reached already (raise --total-steps or --total-episodes to train on)" in last
+    after = files(cartpole_run)
+    after.pop("learning_curve.png"), before.pop("learning_curve.png")   # redrawn from the same rows
+    assert after == before   # model.pt, settings.json and progress.csv as they were
+
+
+def test_an_llm_resume_past_its_steps_is_refused_and_rewrites_nothing(tmp_path, monkeypatch, capsys, tiny):
+    assert llm_run(tmp_path, monkeypatch, "--model", tiny, *LLM_TINY, "--steps", 1, "--run-name", "r") == 0
+    before = files(tmp_path / "runs" / "r")
+    capsys.readouterr()
+    assert llm_run(tmp_path, monkeypatch, "--resume", "runs/r") == 2
+    assert error_line(capsys) == ("error: runs/r/model.pt has done 1 of --steps 1 already: nothing to train; raise "
+                                  "--steps to train on (its score is in runs/r/results.json)")
+    assert files(tmp_path / "runs" / "r") == before
+
+
+def test_counts_take_the_number_they_ask_for():
+    assert [runlog.plural(n, "step") for n in (0, 1, 2)] == ["0 steps", "1 step", "2 steps"]
+    assert runlog.plural(1, "env step") == "1 env step"
+
+
+def test_a_one_update_run_prints_its_last_progress_line_once(capsys):
+    bar = runlog.ProgressDisplay(total=100, unit="env step")   # not a terminal under pytest: plain lines
+    bar.update(100)
+    bar.set_postfix(update=1, ret="9.0")
+    bar.end("budget reached at update 1")
+    bar.close()
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[0].startswith("100/100 env steps (100.0%)") and out[1] == "budget reached at update 1"

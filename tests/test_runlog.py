@@ -72,7 +72,11 @@ def test_a_run_writing_to_a_pipe_prints_progress_while_it_runs(tmp_path):
     lines = (first[0] + out).strip().splitlines()
     assert proc.returncode == 130, err
     assert lines[-2].startswith("watch it: python control_tasks.py watch ")   # what to do next with the run
-    assert PROGRESS.match(lines[-3]) and lines[-3].endswith(f"; interrupted at update {len(rows(tmp_path / 'runs' / 'live' / 'progress.csv'))}")
+    done = len(rows(tmp_path / "runs" / "live" / "progress.csv"))
+    if lines[-3] == f"interrupted at update {done}":   # that update's line is out already: only the reason follows
+        assert PROGRESS.match(lines[-4]) and f"update {done}, " in lines[-4]
+    else:
+        assert PROGRESS.match(lines[-3]) and lines[-3].endswith(f"; interrupted at update {done}")
     assert lines[-1].startswith("sppo on CartPole-v1: interrupted (Ctrl-C)")
 
 
@@ -277,3 +281,12 @@ def test_cartpoles_curve_draws_gymnasiums_solve_threshold(tmp_path, monkeypatch,
     assert plots[0]["threshold"][0] == 475 and plots[0]["ylabel"] == "episode return"
     assert [name for name, _ in plots[0]["curves"]] == ["mean_return", "last20_return"]
     assert (tmp_path / "runs" / "c" / "learning_curve.png").stat().st_size > 0
+
+
+def test_idle_cores_leaves_the_busy_cores_to_their_jobs(monkeypatch):
+    monkeypatch.setattr(runlog.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(runlog.os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    assert runlog.idle_cores() == 5                  # 8 cores, about 3 busy
+    assert runlog.idle_cores(n_proc=2) == 2          # shared by two processes
+    monkeypatch.setattr(runlog.os, "getloadavg", lambda: (11.0, 1.0, 1.0))
+    assert runlog.idle_cores() == 1                  # never fewer than one
