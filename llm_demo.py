@@ -823,8 +823,10 @@ QUIET_STEPS = 5   # steps in a row without a correct response before the run say
 def taught_nothing(a: LLMArgs, batch: Rollout, step_adv: torch.Tensor) -> dict:
     """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
     zero_adv_frac    responses whose advantage, as the update uses it (after --norm-adv), is 0 (|A| < 1e-3
-                     on every token): they move nothing. With --norm-adv a batch without a right answer
-                     is all zeros (1.0); without it, R - V = -V still pushes every response down;
+                     on every token): they move nothing. A batch without a right answer is all zeros
+                     (1.0) only while V is the same for every prompt (the first step); after that
+                     --norm-adv standardises the critic's differences, and without it R - V = -V
+                     pushes every response down;
     flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.
     step_adv: [B, L]. This process's share of the batch (the row is the main process's)."""
     largest = (step_adv.abs() * batch.response_mask).amax(1)   # [B]
