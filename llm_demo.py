@@ -88,6 +88,9 @@ class LLMArgs:
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
     norm_adv: bool = opt(True, "standardise advantages over the batch's responses, as a batch-mean baseline "
                                "on top of V(prompt) (the paper: no, --no-norm-adv)")
+    flat_batches: str = opt("standardize", "with --norm-adv, a batch whose rewards are all equal (none right): "
+                            "standardize (R - V differs only by the critic's view of each prompt) | skip (it moves "
+                            "nothing, as GRPO's group without spread)", choices=("standardize", "skip"))
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
@@ -215,11 +218,15 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     B = mask.shape[0]
     step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
     if a.norm_adv:   # objective.py's [T, B] layout: one column per response (standardize counts the responses)
-        # A batch in which every response got the same reward (commonly: none right) is standardised too: its
-        # A = R - V(prompt) then ranks failures by the critic's opinion of each prompt (a failure on a prompt
-        # V thought easy is pushed down more). Zeroing such batches instead was measured worse on the demo's
-        # own task, 37.5% against 55.0% after 30 steps (one seed each: results/llm/defaults/README.md).
-        step_adv = standardize(step_adv.T, mask.T).T
+        # A batch in which every response got the same reward (commonly: none right) holds no evidence about
+        # which response was better. --flat-batches standardize standardises it all the same: its A = R - V
+        # then ranks failures by the critic's opinion of each prompt (a failure on a prompt V thought easy is
+        # pushed down more), blown up to +-1. skip gives it zero advantages, as GRPO's group without spread
+        # (the critic still learns from it). Measured: results/llm/defaults/README.md. Per process, as
+        # standardize itself; one response alone has no batch to compare with and is left to standardize.
+        flat = len(batch.rewards) > 1 and bool((batch.rewards == batch.rewards[0]).all())
+        step_adv = (torch.zeros_like(step_adv) if flat and a.flat_batches == "skip" else
+                    standardize(step_adv.T, mask.T).T)
     taught = taught_nothing(a, batch, step_adv)   # measured on what the update uses: after --norm-adv
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.

@@ -201,3 +201,21 @@ def test_a_bf16_run_logs_the_gap_and_standing_still_shows_no_kl(tmp_path, monkey
         mean, worst = float(row["logp_mismatch"]), float(row["logp_mismatch_max"])
         assert math.isfinite(mean) and math.isfinite(worst) and 0 <= mean <= worst
         assert float(row["approx_kl"]) < 1e-7 and float(row["kl_ref"]) < 1e-7
+
+
+@pytest.mark.parametrize("flat_batches, rewards, moves", [
+    ("standardize", [0.0, 0.0], True),    # two failures 0.01 apart in V: standardised to +-1
+    ("skip", [0.0, 0.0], False),          # no reward spread: no gradient at all, and zero_adv_frac says so
+    ("skip", [1.0, 0.0], True),           # a right and a wrong answer: standardised, as always
+])
+def test_flat_batches_decides_what_a_batch_without_reward_spread_does(models, flat_batches, rewards, moves):
+    """--norm-adv on A = R - V(prompt) with V = 0.30 and 0.31."""
+    policy = llm_models.load(models["llama"], CPU, torch.float32)
+    batch = planted_batch(policy, [0.0, 0.0])
+    batch.rewards, batch.sampler_logp = torch.tensor(rewards), None
+    args = llm_demo.LLMArgs(algo="sppo", micro_batch=1, max_grad_norm=0.0, norm_adv=True, flat_batches=flat_batches)
+    row = llm_demo.update(args, policy, None, None, torch.optim.SGD(policy.model.parameters(), lr=0.0),
+                          batch, batch.rewards - torch.tensor([0.30, 0.31]))
+    grad = torch.nn.utils.get_total_norm([p.grad for p in policy.model.parameters() if p.grad is not None])
+    assert row["zero_adv_frac"] == (0.0 if moves else 1.0)
+    assert (float(grad) > 0.0) == moves and float(grad) < 1e3
