@@ -29,6 +29,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import llm_tasks  # noqa: E402
+from runlog import plural  # noqa: E402
 from benchmarks.runner import RESULTS, Run, band, figure, launch, load_json, mean_std, provenance, run_all, write_results  # noqa: E402
 
 DATA = os.path.join(RESULTS, "llm", "data")
@@ -212,11 +213,11 @@ def goals(groups: dict) -> list[str]:
             ds, dt = gain(sppo), gain(trl)
             ws, wt = (mean_std([r["train_wall_s"] for r in g])[0] for g in (sppo, trl))
             lines.append(f"| SPPO's mean gain ≥ TRL GRPO's, at no more wall-clock | {task} | {100 * ds:+.1f} vs "
-                         f"{100 * dt:+.1f} points ({len(sppo)} and {len(trl)} seeds); {ws:.0f} vs {wt:.0f} s | "
+                         f"{100 * dt:+.1f} points ({len(sppo)} and {plural(len(trl), 'seed')}); {ws:.0f} vs {wt:.0f} s | "
                          f"{'yes' if ds >= dt and ws <= wt else 'no'} |")
     own = groups.get(("arith-d1", "sppo"))
     if own:
-        lines.append(f"| +40 points on the demo's own task | arith-d1 | {100 * gain(own):+.1f} points ({len(own)} seeds) | "
+        lines.append(f"| +40 points on the demo's own task | arith-d1 | {100 * gain(own):+.1f} points ({plural(len(own), 'seed')}) | "
                      f"{'yes' if gain(own) >= 0.40 else 'no'} |")
     return lines
 

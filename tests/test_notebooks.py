@@ -18,17 +18,6 @@ NAMES = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb", "03_llm_spp
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_in_quick_mode(name, monkeypatch):
-    monkeypatch.setenv("SPPO_QUICK", "1")
-    monkeypatch.delenv("MPLBACKEND", raising=False)   # the kernel draws inline, as in jupyter lab
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_committed_notebook_has_outputs(name):
     """Browsed on the web, a notebook shows its figures: every committed code cell was run, and each
     notebook carries at least one picture."""
@@ -51,8 +40,6 @@ def test_readme_figure_matches_the_notebook(name):
     assert f"notebooks/figures/{path.stem}.png" in shown   # the front page, or the results page (../notebooks/...)
 
 
-# The notebooks whose every run-dependent number is printed by code (03: once its text is rendered too)
-TRUTHFUL = ["01_credit_assignment.ipynb", "02_control_benchmark.ipynb", "04_probes_and_exercises.ipynb"]
 NAN = re.compile(r"(?<![A-Za-z_])nan(?![A-Za-z_])", re.IGNORECASE)
 PERCENT = re.compile(r"\d+(?:\.\d+)?\s?%")
 # run first in the kernel: every title, axis label and legend label a figure gets, kept for the last cell
@@ -88,9 +75,9 @@ def untold_percentages(nb) -> list[str]:
             for p in PERCENT.findall(cell.source) if p not in told]
 
 
-@pytest.mark.parametrize("name", TRUTHFUL)
-def test_quick_mode_tells_no_nan_and_types_no_number(name, monkeypatch):
-    """In quick mode, as in a full run: no NaN printed, displayed or in a figure's title, axis or legend, and
+@pytest.mark.parametrize("name", NAMES)
+def test_quick_mode_runs_and_tells_no_nan_and_types_no_number(name, monkeypatch):
+    """Top to bottom in quick mode, without an error; and, as in a full run: no NaN printed, displayed or in a figure's title, axis or legend, and
     no percentage in the text that the code does not print."""
     monkeypatch.setenv("SPPO_QUICK", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)
@@ -99,6 +86,8 @@ def test_quick_mode_tells_no_nan_and_types_no_number(name, monkeypatch):
     nb.cells.append(nbformat.v4.new_code_cell("print(repr(_labels_drawn))"))
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
     labels = ast.literal_eval(nb.cells.pop().outputs[0]["text"])
     assert len(labels) > 10, "the label recorder saw no figure"
     assert not [t for t in labels if NAN.search(t)], "a figure's text says nan"
@@ -107,7 +96,7 @@ def test_quick_mode_tells_no_nan_and_types_no_number(name, monkeypatch):
     assert not untold_percentages(nb)
 
 
-@pytest.mark.parametrize("name", TRUTHFUL)
+@pytest.mark.parametrize("name", NAMES)
 def test_committed_notebook_tells_no_nan_and_types_no_number(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     assert not NAN.search(output_text(nb))
