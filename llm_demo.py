@@ -88,9 +88,9 @@ class LLMArgs:
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
     norm_adv: bool = opt(True, "standardise advantages over the batch's responses, as a batch-mean baseline "
                                "on top of V(prompt) (the paper: no, --no-norm-adv)")
-    flat_batches: str = opt("standardize", "with --norm-adv, a batch whose rewards are all equal (none right): "
-                            "standardize (R - V differs only by the critic's view of each prompt) | skip (it moves "
-                            "nothing, as GRPO's group without spread)", choices=("standardize", "skip"))
+    flat_batches: str = opt("skip", "with --norm-adv, a batch whose rewards are all equal (none right): skip (it "
+                            "moves nothing, as GRPO's group without spread) | standardize (its R - V, which differs "
+                            "only by the critic's view of each prompt)", choices=("skip", "standardize"))
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
@@ -219,11 +219,12 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
     if a.norm_adv:   # objective.py's [T, B] layout: one column per response (standardize counts the responses)
         # A batch in which every response got the same reward (commonly: none right) holds no evidence about
-        # which response was better. --flat-batches standardize standardises it all the same: its A = R - V
-        # then ranks failures by the critic's opinion of each prompt (a failure on a prompt V thought easy is
-        # pushed down more), blown up to +-1. skip gives it zero advantages, as GRPO's group without spread
-        # (the critic still learns from it). Measured: results/llm/defaults/README.md. Per process, as
-        # standardize itself; one response alone has no batch to compare with and is left to standardize.
+        # which response was better. --flat-batches skip (the default) gives it zero advantages, as GRPO's
+        # group without spread (the critic still learns from it). standardize standardises it all the same:
+        # its A = R - V then ranks failures by the critic's opinion of each prompt, blown up to +-1, a
+        # full-size step of noise -- on a task solved ~1% of the time, most steps (results/llm/defaults/README.md:
+        # difficulty 2, seed 1, 1.3% -> 1.0% standardised, 1.3% -> 30.8% skipped). Per process, as standardize
+        # itself; one response alone has no batch to compare with and is left to standardize.
         flat = len(batch.rewards) > 1 and bool((batch.rewards == batch.rewards[0]).all())
         step_adv = (torch.zeros_like(step_adv) if flat and a.flat_batches == "skip" else
                     standardize(step_adv.T, mask.T).T)
@@ -831,9 +832,9 @@ def taught_nothing(a: LLMArgs, batch: Rollout, step_adv: torch.Tensor) -> dict:
     """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
     zero_adv_frac    responses whose advantage, as the update uses it (after --norm-adv), is 0 (|A| < 1e-3
                      on every token): they move nothing. A batch without a right answer is all zeros
-                     (1.0) only while V is the same for every prompt (the first step); after that
-                     --norm-adv standardises the critic's differences, and without it R - V = -V
-                     pushes every response down;
+                     (1.0) under --flat-batches skip (the default); under standardize only while V is
+                     the same for every prompt (the first step); without --norm-adv R - V = -V pushes
+                     every response down;
     flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.
     step_adv: [B, L]. This process's share of the batch (the row is the main process's)."""
     largest = (step_adv.abs() * batch.response_mask).amax(1)   # [B]

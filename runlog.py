@@ -628,6 +628,7 @@ def plot_progress(csv_path: str, png_path: str, title: str, x: str, curves: list
 # token/seq/joint are SPPO's ratio granularities (the ratio ablation): token is the benchmark's SPPO itself.
 COLOURS = {
     "sppo": "tab:red",
+    "sppo-standardize": "tab:pink",   # the LLM suite's ablation: --flat-batches standardize
     "ppo": "tab:orange",
     "grpo": "tab:blue",
     "rloo": "tab:green",

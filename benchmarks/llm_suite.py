@@ -117,6 +117,8 @@ def files(name: str) -> list[str]:
 TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("multiply"), "multistep": files("multistep")}
 ALGOS = {  # name -> (flags, seeds)
     "sppo": ([], (1, 2, 3)),
+    # the default before: a batch without reward spread standardised too (results/llm/defaults/README.md)
+    "sppo-standardize": (["--flat-batches", "standardize"], (1,)),
     "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     "trl-grpo": ([], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
     "ppo": (["--algo", "ppo", "--ratio", "token"], (1,)),
