@@ -434,7 +434,7 @@ def train(args: Args) -> int:
             ProgressDisplay(*((args.total_episodes, progress["episodes"], "episode") if by_episodes else
                               (args.total_steps, progress["env_steps"], "env step"))) as bar:
         try:
-            while not idle and not solved and budget_left():
+            while not solved and budget_left():   # (never entered when idle)
                 # every update's initial states come from its own seed, so --resume replays the same run
                 batch, row = update(args, env, actor, critic, optimizer, seed=args.seed * 1_000_003 + progress["update"],
                                     train_actor=progress["update"] >= args.critic_warmup)
