@@ -33,6 +33,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 
 import torch
 
@@ -250,12 +251,21 @@ def checkpoint_file(path: str) -> str:
     return os.path.join(path, "model.pt") if path and os.path.isdir(path) else path
 
 
+def load_quietly(path: str, **kw) -> dict:
+    """torch.load on the CPU, weights only, with torch's own warnings silenced: on a damaged or foreign
+    file they come before our one-line error (e.g. "Detected pickle protocol 42") and say nothing a user
+    can act on."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True, **kw)
+
+
 def read_checkpoint(path: str, keys: tuple[str, ...]) -> dict:
     """Load a checkpoint written by save_checkpoint, refusing anything that lacks `keys`."""
     if not os.path.isfile(path):
         raise ConfigError(f"checkpoint not found: {path}; pass the model.pt of an earlier run")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_quietly(path)
         missing = set(keys) - set(ckpt)
     except Exception as e:  # unpickling errors, a truncated zip, foreign content: not a usable checkpoint
         raise ConfigError(f"cannot read checkpoint {path} (corrupt, or not written by this project: "
@@ -352,7 +362,7 @@ def checkpoint_progress(path: str, key: str = "update") -> int | None:
     """How far the checkpoint at `path` is (its progress[key]); None if it cannot be read. Memory-mapped:
     only the progress is read, not the weights."""
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["progress"][key])
+        return int(load_quietly(path, mmap=True)["progress"][key])
     except Exception:
         return None
 
