@@ -205,7 +205,7 @@ def goals(groups: dict) -> list[str]:
     gain = lambda g: mean_std([r["accuracy_after"] - r["accuracy_before"] for r in g])[0]
     lines = ["", "## Goals", "", "| goal | task | measured | met |", "|---|---|---|---|"]
     for task in TASKS:
-        below = [f"{r['algo']} s{r['seed']}" for algo in ("sppo",) for r in groups.get((task, algo), [])
+        below = [f"{r['algo']} s{r['seed']}, {100 * (r['accuracy_after'] - r['accuracy_before']):+.1f} points" for algo in ("sppo",) for r in groups.get((task, algo), [])
                  if r["accuracy_after"] < r["accuracy_before"]]
         if groups.get((task, "sppo")):
             lines.append(f"| no default run below its start | {task} | {len(below)} of {len(groups[(task, 'sppo')])} "
@@ -214,13 +214,15 @@ def goals(groups: dict) -> list[str]:
         if sppo and trl:
             ds, dt = gain(sppo), gain(trl)
             ws, wt = (mean_std([r["train_wall_s"] for r in g])[0] for g in (sppo, trl))
+            verdict = [f"gain {'yes' if ds >= dt else f'no, {100 * (dt - ds):.1f} points short'}",
+                       f"wall-clock {'yes' if ws <= wt else f'no, {100 * (ws / wt - 1):.0f}% more'}"]
             lines.append(f"| SPPO's mean gain ≥ TRL GRPO's, at no more wall-clock | {task} | {100 * ds:+.1f} vs "
                          f"{100 * dt:+.1f} points ({len(sppo)} and {plural(len(trl), 'seed')}); {ws:.0f} vs {wt:.0f} s | "
-                         f"{'yes' if ds >= dt and ws <= wt else 'no'} |")
+                         f"{'; '.join(verdict)} |")
     own = groups.get(("arith-d1", "sppo"))
     if own:
         lines.append(f"| +40 points on the demo's own task | arith-d1 | {100 * gain(own):+.1f} points ({plural(len(own), 'seed')}) | "
-                     f"{'yes' if gain(own) >= 0.40 else 'no'} |")
+                     f"{'yes' if gain(own) >= 0.40 else f'no, {100 * (0.40 - gain(own)):.1f} points short'} |")
     return lines
 
 

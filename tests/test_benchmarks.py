@@ -119,3 +119,22 @@ def test_a_real_sppo_run_through_the_runner(tmp_path):
     rows = out.rows
     assert int(rows[-1]["env_steps"]) >= 600 and int(rows[0]["episodes"]) == 8
     assert float(rows[-1]["last20_return"]) < 475
+
+
+def test_suite_goals_say_which_part_is_missed_and_by_how_much():
+    """benchmarks/llm_suite.py's goal table: a run below its start is named with its loss; the TRL goal
+    reports its two parts (gain, wall-clock) separately, each with its shortfall; the +40 goal its gap."""
+    from benchmarks import llm_suite
+    rec = lambda algo, seed, before, after, wall: {"algo": algo, "seed": seed, "accuracy_before": before,
+                                                   "accuracy_after": after, "train_wall_s": wall}
+    groups = {("arith-d1", "sppo"): [rec("sppo", 1, 0.05, 0.40, 100.0), rec("sppo", 2, 0.05, 0.03, 100.0)],
+              ("arith-d1", "trl-grpo"): [rec("trl-grpo", 1, 0.05, 0.25, 80.0)]}
+    lines = llm_suite.goals(groups)
+    below = [line for line in lines if "below its start" in line]
+    assert below == ["| no default run below its start | arith-d1 | 1 of 2 below (sppo s2, -2.0 points) | no |"]
+    # mean gain (0.35 - 0.02) / 2 = 0.165 against TRL's 0.20: 3.5 points short; 100 s against 80 s: 25% more
+    assert ("| +16.5 vs +20.0 points (2 and 1 seed); 100 vs 80 s | gain no, 3.5 points short; wall-clock no, 25% more |"
+            in [line for line in lines if "TRL" in line][0])
+    assert "| +16.5 points (2 seeds) | no, 23.5 points short |" in [line for line in lines if "+40" in line][0]
+    groups[("arith-d1", "sppo")] = [rec("sppo", 1, 0.05, 0.50, 70.0)]
+    assert "gain yes; wall-clock yes" in [line for line in llm_suite.goals(groups) if "TRL" in line][0]
