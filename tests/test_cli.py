@@ -42,7 +42,7 @@ def child_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
 
 
-def run_cli(cwd, *args, timeout=180):
+def run_cli(cwd, *args, timeout=600):
     """python sppo.py ARGS in cwd; returns the CompletedProcess (text stdout/stderr)."""
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=child_env())
@@ -54,7 +54,7 @@ def run_all(jobs):
         return list(pool.map(lambda job: run_cli(job[0], *job[1]), jobs))
 
 
-def interrupt_after(cwd, args, rows, timeout=120):
+def interrupt_after(cwd, args, rows, timeout=600):
     """Start python sppo.py ARGS, wait until its progress.csv holds `rows` data rows, send SIGINT
     (Ctrl-C), wait for the exit. Returns (exit code, stdout, stderr, the rows seen before the signal)."""
     proc = subprocess.Popen([sys.executable, SCRIPT, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE,
@@ -73,7 +73,7 @@ def interrupt_after(cwd, args, rows, timeout=120):
             time.sleep(0.05)
         seen = complete_rows()
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -710,7 +710,7 @@ def test_gif_on_a_headless_machine_prints_no_error_line(tmp_path):
     env = {k: v for k, v in child_env().items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "SDL_VIDEODRIVER")}
     proc = subprocess.run([sys.executable, os.path.join(REPO, "control_tasks.py"), "gif", "--checkpoint", "sft.pt",
-                           "--out", "episode.gif"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+                           "--out", "episode.gif"], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith("error:")], proc.stderr
     assert proc.stdout.startswith("wrote episode.gif") and (tmp_path / "episode.gif").stat().st_size > 0
