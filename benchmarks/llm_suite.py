@@ -205,8 +205,8 @@ def goals(groups: dict) -> list[str]:
     gain = lambda g: mean_std([r["accuracy_after"] - r["accuracy_before"] for r in g])[0]
     lines = ["", "## Goals", "", "| goal | task | measured | met |", "|---|---|---|---|"]
     for task in TASKS:
-        below = [f"{r['algo']} s{r['seed']}, {100 * (r['accuracy_after'] - r['accuracy_before']):+.1f} points" for algo in ("sppo",) for r in groups.get((task, algo), [])
-                 if r["accuracy_after"] < r["accuracy_before"]]
+        below = [f"{r['algo']} s{r['seed']}, {100 * (r['accuracy_after'] - r['accuracy_before']):+.1f} points"
+                 for r in groups.get((task, "sppo"), []) if r["accuracy_after"] < r["accuracy_before"]]
         if groups.get((task, "sppo")):
             lines.append(f"| no default run below its start | {task} | {len(below)} of {len(groups[(task, 'sppo')])} "
                          f"below{' (' + ', '.join(below) + ')' if below else ''} | {'yes' if not below else 'no'} |")

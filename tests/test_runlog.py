@@ -63,7 +63,7 @@ def test_a_run_writing_to_a_pipe_prints_progress_while_it_runs(tmp_path):
     reader.start()
     reader.join(timeout=300)
     try:
-        assert first and PROGRESS.match(first[0]), f"no progress line within 60 s: {first}"
+        assert first and PROGRESS.match(first[0]), f"no progress line within 300 s: {first}"
         assert proc.poll() is None, "the line came only when the run had ended"
         assert "/1000000 env steps" in first[0] and "update 1, ret " in first[0]
     finally:
