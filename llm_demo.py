@@ -71,6 +71,8 @@ class LLMArgs:
     group_size: int = opt(8, "G: responses per prompt (grpo and rloo only)")
     steps: int = opt(30, "training steps (one rollout and one update each)")
     lr: float = opt(3e-5, "policy learning rate (Adam)")
+    anneal_lr: bool = opt(False, "decay the policy's learning rate linearly to 0 over --steps (CleanRL's --anneal-lr, "
+                                 "TRL's default schedule); the critic's stays constant")
     critic_lr: float = opt(5e-5, "critic body learning rate (Adam)")
     critic_head_lr: float = opt(1e-3, "learning rate of the critic's fresh scalar head")
     critic_init: str = opt("batch", "the critic head's starting value: batch (the first batch's success rate) | "
@@ -199,6 +201,13 @@ def start_critic_at(critic: LMValue, rewards: torch.Tensor) -> None:
     total = all_reduce_sum(torch.stack([rewards.sum().float(), torch.tensor(float(rewards.numel()), device=rewards.device)]))
     rate = (total[0] + 0.5) / (total[1] + 1)
     critic.head.bias.fill_(float(torch.logit(rate)))
+
+
+def annealed_lr(a: LLMArgs, step: int) -> float:
+    """The policy's learning rate at 0-based step `step` of a.steps under --anneal-lr: a.lr * (1 - step /
+    a.steps), from a.lr at the first step to a.lr / a.steps at the last (CleanRL's ppo.py: frac = 1 -
+    (update - 1) / num_updates). A function of the step alone, so that a resumed run continues the schedule."""
+    return a.lr * (1.0 - step / a.steps)
 
 
 def token_value_logits(critic: LMValue, batch: Rollout, idx=slice(None)) -> torch.Tensor:
@@ -407,6 +416,8 @@ def learn(run: "Run") -> str:
                         start_critic_at(critic, batch.rewards)   # V = the first batch's rate, not 0.5: see below
                     with torch.no_grad():   # the advantage uses the PRE-update critic (as the official code)
                         advantages, value = compute_advantages(a, batch, critic)
+                    if a.anneal_lr:   # group 0 is the policy; the critic keeps tracking the success rate to the end
+                        run.optimizer.param_groups[0]["lr"] = annealed_lr(a, run.progress["step"])
                     row = update(a, policy, critic, run.reference, run.optimizer, batch, advantages)
                 run.log_step(batch, advantages, value, row, gen_s)
                 if run.stop_requested():

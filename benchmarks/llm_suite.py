@@ -119,6 +119,9 @@ ALGOS = {  # name -> (flags, seeds)
     "sppo": ([], (1, 2, 3)),
     # the default before: a batch without reward spread standardised too (results/llm/defaults/README.md)
     "sppo-standardize": (["--flat-batches", "standardize"], (1,)),
+    # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
+    # collapsed on multiply where TRL's did not)
+    "sppo-anneal": (["--anneal-lr"], (1, 2, 3)),
     "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     "trl-grpo": ([], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
     "ppo": (["--algo", "ppo", "--ratio", "token"], (1,)),

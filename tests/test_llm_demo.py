@@ -313,6 +313,22 @@ def test_same_seed_same_run_and_resume_continues_it(tmp_path, monkeypatch, tiny)
     assert without_timing(rows(tmp_path / "runs" / "d" / "progress.csv")) != without_timing(a)
 
 
+def test_anneal_lr_decays_the_policys_rate_and_a_resume_continues_it(tmp_path, monkeypatch, tiny):
+    """--anneal-lr: step 1 runs at the full rate (the same row as without), later steps at a.lr * (1 - k /
+    steps), so step 2 differs; the schedule is a function of the step, so 1 step + a resume to 3 is the
+    3-step run itself."""
+    a = llm_demo.LLMArgs(lr=3e-5, steps=30)
+    assert [llm_demo.annealed_lr(a, k) for k in (0, 15, 29)] == pytest.approx([3e-5, 1.5e-5, 1e-6])
+    common = ["--model", tiny, *TINY_FLAGS, "--save-every", 1, "--lr", 1e-3, "--no-norm-adv"]   # R = 0: A = -V moves it
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--run-name", "flat") == 0
+    assert run(tmp_path, monkeypatch, *common, "--steps", 3, "--anneal-lr", "--run-name", "decay") == 0
+    assert run(tmp_path, monkeypatch, *common, "--steps", 1, "--anneal-lr", "--run-name", "part") == 0
+    assert run(tmp_path, monkeypatch, "--resume", "runs/part/model.pt", "--steps", 3) == 0
+    flat, decay, part = (without_timing(rows(tmp_path / "runs" / n / "progress.csv")) for n in ("flat", "decay", "part"))
+    assert flat[0] == decay[0] and flat[1:] != decay[1:]
+    assert part == decay
+
+
 def test_resume_keeps_the_saved_device_unless_told(tmp_path, monkeypatch, tiny):
     """--resume without --device (i.e. auto) must not move a CPU run: on a GPU machine auto means CUDA and bf16,
     and the resumed run would silently change device and precision (found when the suite first ran there)."""
