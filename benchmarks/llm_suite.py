@@ -123,6 +123,10 @@ ALGOS = {  # name -> (flags, seeds)
     # collapsed on multiply where TRL's did not)
     "sppo-anneal": (["--anneal-lr"], (1, 2, 3)),
     "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
+    # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
+    # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
+    # 0.2 at rho = 1, gradient norm 1, Adam without weight decay), so the two should agree
+    "grpo-as-trl": (["--algo", "grpo", "--group-size", "8", "--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1,)),
     "trl-grpo": ([], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
     "ppo": (["--algo", "ppo", "--ratio", "token"], (1,)),
     "rloo": (["--algo", "rloo", "--group-size", "8"], (1,)),
