@@ -90,9 +90,12 @@ class LLMArgs:
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
     norm_adv: bool = opt(True, "standardise advantages over the batch's responses, as a batch-mean baseline "
                                "on top of V(prompt) (the paper: no, --no-norm-adv)")
-    flat_batches: str = opt("skip", "with --norm-adv, a batch whose rewards are all equal (none right): skip (it "
-                            "moves nothing, as GRPO's group without spread) | standardize (its R - V, which differs "
-                            "only by the critic's view of each prompt)", choices=("skip", "standardize"))
+    flat_batches: str = opt("skip", "with --norm-adv, a batch whose rewards are all equal (none right): skip (zero "
+                            "advantages, as GRPO's group without spread; Adam still steps on the zero gradient, so "
+                            "the momentum of earlier steps moves the policy, as in TRL) | hold (zero advantages and "
+                            "no step: the policy and its Adam moments stay as they are; also a GRPO/RLOO batch with no "
+                            "group that has spread) | standardize (its R - V, which differs only by the critic's view "
+                            "of each prompt)", choices=("skip", "hold", "standardize"))
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
@@ -235,9 +238,17 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
         # difficulty 2, seed 1, 1.3% -> 1.0% standardised, 1.3% -> 30.8% skipped). Per process, as standardize
         # itself; one response alone has no batch to compare with and is left to standardize.
         flat = len(batch.rewards) > 1 and bool((batch.rewards == batch.rewards[0]).all())
-        step_adv = (torch.zeros_like(step_adv) if flat and a.flat_batches == "skip" else
+        step_adv = (torch.zeros_like(step_adv) if flat and a.flat_batches in ("skip", "hold") else
                     standardize(step_adv.T, mask.T).T)
     taught = taught_nothing(a, batch, step_adv)   # measured on what the update uses: after --norm-adv
+    # Zero advantages are a zero policy gradient, but not a zero step: Adam moves each weight by
+    # lr * m / sqrt(v), and the moments m, v still hold the earlier steps' gradients -- on a zero gradient
+    # the policy drifts on along its last direction, ~10 steps' worth in all (m decays by 0.9 a step, v by
+    # 0.999). TRL's GRPOTrainer does the same on a batch without spread. --flat-batches hold drops the
+    # policy's gradient instead (None: Adam leaves the weight and its moments alone) whenever every
+    # advantage is 0 and no KL term pulls on it; the critic still learns from the batch.
+    hold = (a.flat_batches == "hold" and reference is None
+            and all_reduce_sum((step_adv * mask != 0).sum().float()) == 0)
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
     # current log-probs (detached) ARE the old ones; otherwise one no-grad pass before the first step.
     one_pass = a.epochs == 1 and a.minibatches == 1
@@ -299,6 +310,8 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
             if all_reduce_sum(torch.tensor(float(diverged is not None), device=mask.device)) > 0:
                 raise diverged or FloatingPointError("a loss of another process is non-finite")
             sync_gradients(policy.model, critic)
+            if hold:
+                policy.model.zero_grad(set_to_none=True)
             for name, net in (("policy", policy.model), ("critic", critic)):
                 if net is not None:   # clip_grad_norm_ returns the norm before clipping; without clipping, measure it
                     norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm) if a.max_grad_norm > 0 else
@@ -842,8 +855,8 @@ QUIET_STEPS = 5   # steps in a row without a correct response before the run say
 def taught_nothing(a: LLMArgs, batch: Rollout, step_adv: torch.Tensor) -> dict:
     """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
     zero_adv_frac    responses whose advantage, as the update uses it (after --norm-adv), is 0 (|A| < 1e-3
-                     on every token): they move nothing. A batch without a right answer is all zeros
-                     (1.0) under --flat-batches skip (the default); under standardize only while V is
+                     on every token): no gradient. A batch without a right answer is all zeros
+                     (1.0) under --flat-batches skip (the default) and hold; under standardize only while V is
                      the same for every prompt (the first step); without --norm-adv R - V = -V pushes
                      every response down;
     flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.

@@ -122,6 +122,9 @@ ALGOS = {  # name -> (flags, seeds)
     # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
     # collapsed on multiply where TRL's did not)
     "sppo-anneal": (["--anneal-lr"], (1, 2, 3)),
+    # a candidate default: a batch without a right answer takes no policy step at all (under skip Adam's
+    # momentum still moves the policy on it)
+    "sppo-hold": (["--flat-batches", "hold"], (1, 2, 3)),
     "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip

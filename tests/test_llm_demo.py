@@ -261,6 +261,36 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tiny, algo):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("algo, group", [("sppo", 1), ("grpo", 2)])
+def test_hold_keeps_the_policy_still_on_a_batch_without_evidence_where_skip_drifts(tiny, algo, group):
+    """After a step with a right answer, a batch with none has every advantage 0 (--flat-batches skip or
+    hold; for GRPO, its groups all without spread). Under skip Adam still steps on the zero gradient and
+    its momentum from the first step moves the policy on; under hold the weights stay exactly as they
+    were, unless a KL term gives the policy a gradient of its own. The critic learns from it either way."""
+    import copy
+    policy = tiny_policy(tiny)
+    eos = policy.eos_ids[0]
+    responses = [[30, 31, eos, 0, 0], [32, 33, 34, eos, 0]]
+    right, none = fake_batch(policy, responses, [1.0, 0.0]), fake_batch(policy, responses, [0.0, 0.0])
+    for flat_batches, kl, moves in (("skip", 0.0, True), ("hold", 0.0, False), ("hold", 0.1, True)):
+        p = llm_models.Policy(copy.deepcopy(policy.model), policy.tok, policy.device)
+        c = llm_demo.LMValue(llm_models.critic_body(p.model, "small", 1), p.model.config.hidden_size) if algo == "sppo" else None
+        ref = llm_models.Policy(copy.deepcopy(policy.model).requires_grad_(False), policy.tok, policy.device) if kl else None
+        args = llm_demo.LLMArgs(algo=algo, group_size=group, kl_coef=kl, flat_batches=flat_batches, micro_batch=2)
+        nets = [p.model] + ([c] if c is not None else [])
+        opt = torch.optim.Adam([x for net in nets for x in net.parameters() if x.requires_grad], lr=1e-3)
+        snapshots = []
+        for batch in (right, none):
+            with torch.no_grad():
+                adv, _ = llm_demo.compute_advantages(args, batch, c)
+            llm_demo.update(args, p, c, ref, opt, batch, adv)
+            snapshots.append([[x.detach().clone() for x in net.parameters()] for net in nets])
+        policy_moved = any(not torch.equal(a, b) for a, b in zip(snapshots[0][0], snapshots[1][0]))
+        assert policy_moved == moves, (algo, flat_batches, kl)
+        if c is not None:   # the critic's head learns from the batch without a right answer all the same
+            assert any(not torch.equal(a, b) for a, b in zip(snapshots[0][1], snapshots[1][1]))
+
+
 # ------------------------------------------------------------------------------------------------
 # Whole runs on the tiny model
 # ------------------------------------------------------------------------------------------------
