@@ -194,6 +194,9 @@ def render() -> None:
                              f"{pct([r['accuracy_after'] for r in g])}% | "
                              f"{pct([r['accuracy_after'] - r['accuracy_before'] for r in g])} | "
                              f"{mean_std([r['train_wall_s'] for r in g])[0]:.0f} |")
+    present = [algo for algo in ALGOS if any(key[1] == algo for key in groups)]
+    lines += ["", "Each algo's flags beyond the task's (TRL's settings: `benchmarks/llm_trl.py`): " + "; ".join(
+        f"{algo} `{' '.join(ALGOS[algo][0]) or '(the defaults)'}`" for algo in present if algo != "trl-grpo") + "."]
     lines += goals(groups)
     lines += ["", "Every run: " + "; ".join(f"{r['task']} {r['algo']} s{r['seed']}: {r['accuracy_before']:.1%} → "
                                             f"{r['accuracy_after']:.1%}" for r in records)]
