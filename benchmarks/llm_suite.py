@@ -125,6 +125,8 @@ ALGOS = {  # name -> (flags, seeds)
     # a candidate default: a batch without a right answer takes no policy step at all (under skip Adam's
     # momentum still moves the policy on it)
     "sppo-hold": (["--flat-batches", "hold"], (1, 2, 3)),
+    # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
+    "sppo-trl-recipe": (["--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1, 2, 3)),
     "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
