@@ -12,9 +12,10 @@ The last two are files a user would bring (GSM8K-format JSONL, written by this s
 split of 200; committed, so the runs need no generation). On each task: Sequence-Level PPO, GRPO (G = 8) and
 TRL's GRPOTrainer with three seeds, token-level PPO and RLOO with one; every run is a fresh process at the
 demo's defaults (only the algorithm and the task change), one thread each, two at once. Finished runs are kept
-in results/llm/suite/<task>__<algo>__<seed>.json and skipped next time. results/llm/suite.json holds one
-record per run (task, algo, seed, flags, accuracy_before, accuracy_after, train_wall_s, ...), suite.md the
-table and suite.png every run's learning curve.
+in results/llm/suite/<task>__<label>__<seed>.json and skipped next time. results/llm/suite.json is a list with
+one record per run (task, algo, variant, seed, flags, accuracy_before, accuracy_after, train_wall_s, ...) of
+each algorithm's suite setting (MAIN); suite_variants.json the same for the candidate settings tried on the
+way; suite.md is the table and suite.png every run's learning curve.
 
     python benchmarks/llm_suite.py --write-data           # the two JSONL tasks (already committed)
     python benchmarks/llm_suite.py                        # every missing run (hours), then the table
@@ -30,7 +31,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import llm_tasks  # noqa: E402
 from runlog import plural  # noqa: E402
-from benchmarks.runner import RESULTS, Run, band, figure, launch, load_json, mean_std, provenance, run_all, write_results  # noqa: E402
+from benchmarks.runner import (RESULTS, Run, band, figure, launch, load_json, mean_std, provenance, run_all,  # noqa: E402
+                               save_json, write_results)
 
 DATA = os.path.join(RESULTS, "llm", "data")
 OUT = os.path.join(RESULTS, "llm", "suite")
@@ -115,27 +117,32 @@ def files(name: str) -> list[str]:
 
 
 TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("multiply"), "multistep": files("multistep")}
-ALGOS = {  # name -> (flags, seeds)
-    "sppo": ([], (1, 2, 3)),
+# label -> (algorithm, flags beyond the task's, seeds). The label names a run's settings and its files; the
+# algorithm is the record's `algo` (sppo, ppo, grpo, rloo, trl-grpo), the label its `variant`. MAIN holds one
+# label per algorithm: its runs are the suite's comparison (results/llm/suite.json); the other labels are
+# candidate settings measured on the way to the defaults (results/llm/suite_variants.json). suite.md shows both.
+ALGOS = {
+    "sppo": ("sppo", [], (1, 2, 3)),
     # the default before: a batch without reward spread standardised too (results/llm/defaults/README.md)
-    "sppo-standardize": (["--flat-batches", "standardize"], (1,)),
+    "sppo-standardize": ("sppo", ["--flat-batches", "standardize"], (1,)),
     # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
     # collapsed on multiply where TRL's did not)
-    "sppo-anneal": (["--anneal-lr"], (1, 2, 3)),
+    "sppo-anneal": ("sppo", ["--anneal-lr"], (1, 2, 3)),
     # a candidate default: a batch without a right answer takes no policy step at all (under skip Adam's
     # momentum still moves the policy on it)
-    "sppo-hold": (["--flat-batches", "hold"], (1, 2, 3)),
+    "sppo-hold": ("sppo", ["--flat-batches", "hold"], (1, 2, 3)),
     # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
-    "sppo-trl-recipe": (["--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1, 2, 3)),
-    "grpo": (["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
+    "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1, 2, 3)),
+    "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
     # 0.2 at rho = 1, gradient norm 1, Adam without weight decay), so the two should agree
-    "grpo-as-trl": (["--algo", "grpo", "--group-size", "8", "--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1,)),
-    "trl-grpo": ([], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
-    "ppo": (["--algo", "ppo", "--ratio", "token"], (1,)),
-    "rloo": (["--algo", "rloo", "--group-size", "8"], (1,)),
+    "grpo-as-trl": ("grpo", ["--algo", "grpo", "--group-size", "8", "--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1,)),
+    "trl-grpo": ("trl-grpo", [], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
+    "ppo": ("ppo", ["--algo", "ppo", "--ratio", "token"], (1,)),
+    "rloo": ("rloo", ["--algo", "rloo", "--group-size", "8"], (1,)),
 }
+MAIN = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")
 COMMON = ["--threads", "1", "--log-every", "0"]
 
 
@@ -143,15 +150,16 @@ def declare(tasks, algos, seeds) -> list[Run]:
     runs = []
     for task in tasks:
         for algo in algos:
-            flags, algo_seeds = ALGOS[algo]
+            algorithm, flags, algo_seeds = ALGOS[algo]
             for seed in algo_seeds:
                 if seeds and seed not in seeds:
                     continue
                 name = f"{task}__{algo}__{seed}"
-                script = "benchmarks/llm_trl.py" if algo == "trl-grpo" else "llm_demo.py"
+                script = "benchmarks/llm_trl.py" if algorithm == "trl-grpo" else "llm_demo.py"
                 runs.append(Run(name, [*TASKS[task], *flags, "--seed", str(seed), *COMMON], script=script,
                                 result=os.path.join(OUT, name + ".json"),
-                                info={"task": task, "algo": algo, "seed": seed, "flags": [*TASKS[task], *flags]}))
+                                info={"task": task, "algo": algorithm, "variant": algo, "seed": seed,
+                                      "flags": [*TASKS[task], *flags]}))
     return runs
 
 
@@ -177,16 +185,19 @@ def render() -> None:
     if not records:
         print("no suite runs yet")
         return
+    for r in records:   # a record written before labels and algorithms were told apart: its algo was the label
+        r["variant"] = r.get("variant", r["algo"])
+        r["algo"] = ALGOS[r["variant"]][0]
     k = records[0]["eval_k"]
     lines = ["# The LLM demo's task suite", "",
              f"Each run: the demo's defaults with only the task and the algorithm changed; 200 held-out problems, "
              f"Avg@{k} at the training temperature before → after training (mean ± std over seeds; gain in points). "
              "Training seconds: one thread per run, on a machine that was also running other work: compare them "
              "only between runs made side by side.", "",
-             "| task | algo | seeds | Avg@2 before | Avg@2 after | gain | training s |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| task | run | seeds | Avg@2 before | Avg@2 after | gain | training s |", "|---|---|---:|---:|---:|---:|---:|"]
     groups = {}
     for r in records:
-        groups.setdefault((r["task"], r["algo"]), []).append(r)
+        groups.setdefault((r["task"], r["variant"]), []).append(r)
     pct = lambda xs: (lambda m, s: f"{100 * m:.1f}" + (f" ± {100 * s:.1f}" if len(xs) > 1 else ""))(*mean_std(xs))
     for task in TASKS:
         for algo in ALGOS:
@@ -197,12 +208,16 @@ def render() -> None:
                              f"{pct([r['accuracy_after'] - r['accuracy_before'] for r in g])} | "
                              f"{mean_std([r['train_wall_s'] for r in g])[0]:.0f} |")
     present = [algo for algo in ALGOS if any(key[1] == algo for key in groups)]
-    lines += ["", "Each algo's flags beyond the task's (TRL's settings: `benchmarks/llm_trl.py`): " + "; ".join(
-        f"{algo} `{' '.join(ALGOS[algo][0]) or '(the defaults)'}`" for algo in present if algo != "trl-grpo") + "."]
+    lines += ["", "Each run's flags beyond the task's (TRL's settings: `benchmarks/llm_trl.py`): " + "; ".join(
+        f"{algo} `{' '.join(ALGOS[algo][1]) or '(the defaults)'}`" for algo in present if algo != "trl-grpo") + ". "
+              f"`suite.json` holds the runs of {', '.join(MAIN)}, one setting per algorithm; `suite_variants.json` the "
+              "others, each record's `variant` naming its row here."]
     lines += goals(groups)
-    lines += ["", "Every run: " + "; ".join(f"{r['task']} {r['algo']} s{r['seed']}: {r['accuracy_before']:.1%} → "
+    lines += ["", "Every run: " + "; ".join(f"{r['task']} {r['variant']} s{r['seed']}: {r['accuracy_before']:.1%} → "
                                             f"{r['accuracy_after']:.1%}" for r in records)]
-    write_results("llm/suite", {"provenance": provenance(), "runs": records}, "\n".join(lines))
+    # the issue's form: a list with one record per run (each carries its own provenance)
+    save_json(os.path.join(RESULTS, "llm", "suite_variants.json"), [r for r in records if r["variant"] not in MAIN], 2)
+    write_results("llm/suite", [r for r in records if r["variant"] in MAIN], "\n".join(lines), prov=provenance())
     with figure(os.path.join(RESULTS, "llm", "suite.png"), ncols=len(TASKS), figsize=(4 * len(TASKS), 3.5), sharey=True) as axes:
         for ax, task in zip(axes, TASKS):
             for algo in ALGOS:

@@ -173,11 +173,11 @@ def provenance() -> dict:
             "commit": commit, "command": "python " + " ".join([os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])}
 
 
-def write_results(name: str, data: dict, markdown: str, indent: int = 2) -> None:
-    """results/<name>.json (everything) and results/<name>.md (the table a person reads, and under it
-    data["provenance"])."""
+def write_results(name: str, data, markdown: str, indent: int = 2, prov: dict | None = None) -> None:
+    """results/<name>.json (everything) and results/<name>.md (the table a person reads, and under it the
+    provenance: `prov`, else data["provenance"])."""
     save_json(os.path.join(RESULTS, name + ".json"), data, indent)
-    p = data["provenance"]
+    p = prov or data["provenance"]
     footer = (f"\n\nMachine: {p['machine']}; GPU: {p['gpu'] or 'none'}; torch {p['torch']}, Python {p['python']}; "
               f"commit {p['commit']}.\nCommand: `{p['command']}`\n")
     with open(os.path.join(RESULTS, name + ".md"), "w") as f:

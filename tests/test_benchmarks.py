@@ -10,7 +10,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks import runner  # noqa: E402
-from benchmarks.runner import Run, launch, run_all  # noqa: E402
+from benchmarks.runner import RESULTS, Run, launch, run_all  # noqa: E402
 
 # a stand-in for sppo.py: writes runs/<--run-name>/progress.csv and model.pt (or continues the run of
 # --resume <folder>/model.pt), one row per call, recording its flags; --fail exits with an error
@@ -138,3 +138,22 @@ def test_suite_goals_say_which_part_is_missed_and_by_how_much():
     assert "| +16.5 points (2 seeds) | no, 23.5 points short |" in [line for line in lines if "+40" in line][0]
     groups[("arith-d1", "sppo")] = [rec("sppo", 1, 0.05, 0.50, 70.0)]
     assert "gain yes; wall-clock yes" in [line for line in llm_suite.goals(groups) if "TRL" in line][0]
+
+
+def test_suite_json_is_the_issues_list_one_record_per_run():
+    """results/llm/suite.json: a list, one record per run, each with the fields the suite promises and
+    `algo` one of the five algorithms; one setting (variant) per algorithm, so a mean over `algo` is a mean
+    over seeds of one setting. The candidate settings are kept apart, in suite_variants.json."""
+    from benchmarks import llm_suite
+    runs = json.load(open(os.path.join(RESULTS, "llm", "suite.json")))
+    variants = json.load(open(os.path.join(RESULTS, "llm", "suite_variants.json")))
+    assert isinstance(runs, list) and runs and isinstance(variants, list)
+    for r in runs:
+        assert {"task", "algo", "seed", "flags", "accuracy_before", "accuracy_after", "train_wall_s"} <= set(r)
+        assert r["algo"] in ("sppo", "ppo", "grpo", "rloo", "trl-grpo") and r["variant"] in llm_suite.MAIN
+        assert r["task"] in llm_suite.TASKS and 0 <= r["accuracy_after"] <= 1
+        assert r["flags"] == [*llm_suite.TASKS[r["task"]], *llm_suite.ALGOS[r["variant"]][1]]
+    assert len({(r["algo"], r["variant"]) for r in runs}) == len({r["algo"] for r in runs})
+    assert all(r["variant"] not in llm_suite.MAIN and r["variant"] in llm_suite.ALGOS for r in variants)
+    seen = [(r["task"], r["variant"], r["seed"]) for r in runs + variants]
+    assert len(seen) == len(set(seen))
