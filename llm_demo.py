@@ -246,7 +246,9 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     # the policy drifts on along its last direction, ~10 steps' worth in all (m decays by 0.9 a step, v by
     # 0.999). TRL's GRPOTrainer does the same on a batch without spread. --flat-batches hold drops the
     # policy's gradient instead (None: Adam leaves the weight and its moments alone) whenever every
-    # advantage is 0 and no KL term pulls on it; the critic still learns from the batch.
+    # advantage is 0 and no KL term pulls on it; the critic still learns from the batch. The policy's forward
+    # then runs without a graph (its entropy is still logged) and its backward not at all: no weight can move,
+    # and the step costs the critic's work alone (on a task solved ~1% of the time, most steps).
     hold = (a.flat_batches == "hold" and reference is None
             and all_reduce_sum((step_adv * mask != 0).sum().float()) == 0)
     # pi_old: with one pass in one minibatch the policy has not moved when each token is scored, so the
@@ -276,7 +278,8 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
             for i in micro_slices(len(mb), a.micro_batch):
                 idx = mb[i].to(mask.device)
                 # log pi_T: the log-probs of the distribution that SAMPLED, softmax(logits / T)
-                logp, entropy = policy.response_logp(*micro_inputs(batch, idx), a.temperature)     # [b, L], grad
+                with torch.no_grad() if hold else contextlib.nullcontext():   # [b, L], with a graph unless held
+                    logp, entropy = policy.response_logp(*micro_inputs(batch, idx), a.temperature)
                 m, share = mask[idx], mask[idx].sum() / tokens          # this micro-batch's share of the tokens
                 old = logp.detach() if one_pass else logp_old[idx]
                 adv = step_adv[idx]
@@ -302,7 +305,9 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
                 except FloatingPointError as e:
                     diverged = e
                     break
-                (loss * share + value_loss * value_share).backward()
+                objective_total = loss * share + value_loss * value_share
+                if objective_total.requires_grad:   # held without a critic (GRPO, RLOO): nothing to learn
+                    objective_total.backward()
                 for k, v in (("policy_loss", pg_loss), ("value_loss", value_loss), ("kl_ref", kl_ref),
                              ("entropy", masked_mean(entropy, m)), *stats.items()):
                     sums[k] += float(v.detach()) * float(share)
@@ -310,7 +315,7 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
             if all_reduce_sum(torch.tensor(float(diverged is not None), device=mask.device)) > 0:
                 raise diverged or FloatingPointError("a loss of another process is non-finite")
             sync_gradients(policy.model, critic)
-            if hold:
+            if hold:   # no graph reached the policy; a gradient left by an earlier caller must not step either
                 policy.model.zero_grad(set_to_none=True)
             for name, net in (("policy", policy.model), ("critic", critic)):
                 if net is not None:   # clip_grad_norm_ returns the norm before clipping; without clipping, measure it

@@ -279,14 +279,19 @@ def test_hold_keeps_the_policy_still_on_a_batch_without_evidence_where_skip_drif
         args = llm_demo.LLMArgs(algo=algo, group_size=group, kl_coef=kl, flat_batches=flat_batches, micro_batch=2)
         nets = [p.model] + ([c] if c is not None else [])
         opt = torch.optim.Adam([x for net in nets for x in net.parameters() if x.requires_grad], lr=1e-3)
-        snapshots = []
+        snapshots, graphs = [], []   # graphs: did the policy's forward build one (its backward is the cost)
+        forward = p.response_logp
+        p.response_logp = lambda *x: (graphs.append(torch.is_grad_enabled()), forward(*x))[1]
         for batch in (right, none):
             with torch.no_grad():
                 adv, _ = llm_demo.compute_advantages(args, batch, c)
-            llm_demo.update(args, p, c, ref, opt, batch, adv)
+            graphs.clear()
+            row = llm_demo.update(args, p, c, ref, opt, batch, adv)
             snapshots.append([[x.detach().clone() for x in net.parameters()] for net in nets])
         policy_moved = any(not torch.equal(a, b) for a, b in zip(snapshots[0][0], snapshots[1][0]))
         assert policy_moved == moves, (algo, flat_batches, kl)
+        assert graphs and all(graphs) == moves   # a held batch: the policy's forward without a graph, no backward
+        assert row["policy_loss"] == 0.0 and row["entropy"] > 0   # A = 0: a zero loss; the entropy still logged
         if c is not None:   # the critic's head learns from the batch without a right answer all the same
             assert any(not torch.equal(a, b) for a, b in zip(snapshots[0][1], snapshots[1][1]))
 
