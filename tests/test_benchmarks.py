@@ -154,6 +154,11 @@ def test_suite_json_is_the_issues_list_one_record_per_run():
         assert r["task"] in llm_suite.TASKS and 0 <= r["accuracy_after"] <= 1
         assert r["flags"] == [*llm_suite.TASKS[r["task"]], *llm_suite.ALGOS[r["variant"]][1]]
     assert len({(r["algo"], r["variant"]) for r in runs}) == len({r["algo"] for r in runs})
+    # a record is what its label says: at the defaults (--norm-adv, --flat-batches skip) a step whose batch
+    # had no right answer gave every response a zero advantage (under standardize or --no-norm-adv, not)
+    for r in runs:
+        if r["algo"] == "sppo":
+            assert all(p["zero_adv_frac"] == 1 for p in r["reward_curve"] if p["reward"] == 0), (r["task"], r["seed"])
     assert all(r["variant"] not in llm_suite.MAIN and r["variant"] in llm_suite.ALGOS for r in variants)
     seen = [(r["task"], r["variant"], r["seed"]) for r in runs + variants]
     assert len(seen) == len(set(seen))
