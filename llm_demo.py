@@ -315,8 +315,6 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
             if all_reduce_sum(torch.tensor(float(diverged is not None), device=mask.device)) > 0:
                 raise diverged or FloatingPointError("a loss of another process is non-finite")
             sync_gradients(policy.model, critic)
-            if hold:   # no graph reached the policy; a gradient left by an earlier caller must not step either
-                policy.model.zero_grad(set_to_none=True)
             for name, net in (("policy", policy.model), ("critic", critic)):
                 if net is not None:   # clip_grad_norm_ returns the norm before clipping; without clipping, measure it
                     norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), a.max_grad_norm) if a.max_grad_norm > 0 else

@@ -185,9 +185,6 @@ def render() -> None:
     if not records:
         print("no suite runs yet")
         return
-    for r in records:   # a record written before labels and algorithms were told apart: its algo was the label
-        r["variant"] = r.get("variant", r["algo"])
-        r["algo"] = ALGOS[r["variant"]][0]
     k = records[0]["eval_k"]
     lines = ["# The LLM demo's task suite", "",
              f"Each run: the demo's defaults with only the task and the algorithm changed; 200 held-out problems, "
