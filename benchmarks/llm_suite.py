@@ -133,6 +133,10 @@ ALGOS = {
     "sppo-hold": ("sppo", ["--flat-batches", "hold"], (1, 2, 3)),
     # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
     "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1, 2, 3)),
+    # the TRL recipe split one factor at a time, to find which of its three settings carries multiply and which
+    # costs arith-d1: the paper's raw R - V(prompt) alone, then TRL's lr and schedule alone
+    "sppo-no-norm": ("sppo", ["--no-norm-adv"], (1, 2, 3)),
+    "sppo-trl-lr": ("sppo", ["--lr", "2e-5", "--anneal-lr"], (1, 2, 3)),
     "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
