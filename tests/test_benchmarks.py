@@ -140,6 +140,17 @@ def test_suite_goals_say_which_part_is_missed_and_by_how_much():
     assert "gain yes; wall-clock yes" in [line for line in llm_suite.goals(groups) if "TRL" in line][0]
 
 
+def test_suite_declares_its_own_seeds_unless_told_others():
+    """--seeds picks among a setting's seeds or adds seeds beyond them (4 and 5 where a goal was within the
+    seeds' spread); each run's file names its task, label and seed, and its flags are the task's and label's."""
+    from benchmarks import llm_suite
+    names = lambda seeds: [r.name for r in llm_suite.declare(["multiply"], ["sppo", "ppo"], seeds)]
+    assert names([]) == ["multiply__sppo__1", "multiply__sppo__2", "multiply__sppo__3", "multiply__ppo__1"]
+    assert names([4, 5]) == ["multiply__sppo__4", "multiply__sppo__5", "multiply__ppo__4", "multiply__ppo__5"]
+    run = llm_suite.declare(["arith-d2"], ["sppo-hold"], [2])[0]
+    assert run.info["flags"] == ["--difficulty", "2", "--flat-batches", "hold"] and run.info["seed"] == 2
+
+
 def test_suite_json_is_the_issues_list_one_record_per_run():
     """results/llm/suite.json: a list, one record per run, each with the fields the suite promises and
     `algo` one of the five algorithms; one setting (variant) per algorithm, so a mean over `algo` is a mean
