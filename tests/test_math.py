@@ -81,6 +81,21 @@ def test_rloo_advantage_group_of_two():
     close(rloo_advantage(t([3.0, 1.0, 5.0, 5.0]), group_size=2), [2.0, -2.0, 0.0, 0.0])
 
 
+def test_rloo_and_grpo_agree_after_batch_standardisation_when_one_group_has_spread():
+    """Within a group, RLOO's advantage is (R - mean) * G / (G - 1) and GRPO's (R - mean) / std: the same up
+    to a scale per group. --norm-adv's batch standardisation removes one common scale, so the two coincide
+    when at most one group has spread (or the groups share a std) and part when two groups' stds differ --
+    why the suite's RLOO seed 1 repeated GRPO's on its hard tasks and parted from it on arith-d1."""
+    mask = torch.ones(1, 8)
+    norm = lambda a: standardize(a.view(1, -1), mask).view(-1)
+    one = t([1, 0, 0, 0, 0, 0, 0, 0])   # groups of 4: the second without spread
+    close(norm(rloo_advantage(one, 4)), norm(grpo_advantage(one, 4)))
+    r6 = 6 ** 0.5   # centred [3, -1, -1, -1, 0, 0, 0, 0] / 4, whose std over the 8 is sqrt(6) / 8
+    close(norm(rloo_advantage(one, 4)), [r6, -r6 / 3, -r6 / 3, -r6 / 3, 0, 0, 0, 0])
+    two = t([1, 0, 0, 0, 1, 1, 0, 0])   # both with spread, stds 0.5 and 0.577: the scales differ
+    assert not torch.allclose(norm(rloo_advantage(two, 4)), norm(grpo_advantage(two, 4)), atol=1e-3)
+
+
 def test_reinforce_advantage_is_an_unchanged_copy():
     R = t([3.0, -1.0, 0.5])
     A = reinforce_advantage(R)
