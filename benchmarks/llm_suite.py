@@ -138,6 +138,9 @@ ALGOS = {
     # costs arith-d1: the paper's raw R - V(prompt) alone, then TRL's lr and schedule alone
     "sppo-no-norm": ("sppo", ["--no-norm-adv"], (1, 2, 3)),
     "sppo-trl-lr": ("sppo", ["--lr", "2e-5", "--anneal-lr"], (1, 2, 3)),
+    # a diagnostic, not a candidate: V(prompt) replaced by the base policy's pass rate on each training problem
+    # (benchmarks/llm_oracle_value.py). Is a per-prompt baseline what SPPO lacks where its critic learns none?
+    "sppo-oracle-v": ("sppo", [], (1, 2, 3)),
     "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
@@ -148,6 +151,7 @@ ALGOS = {
     "rloo": ("rloo", ["--algo", "rloo", "--group-size", "8"], (1,)),
 }
 MAIN = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")
+SCRIPTS = {"trl-grpo": "benchmarks/llm_trl.py", "sppo-oracle-v": "benchmarks/llm_oracle_value.py"}   # else llm_demo.py
 COMMON = ["--threads", "1", "--log-every", "0"]
 
 
@@ -158,7 +162,7 @@ def declare(tasks, algos, seeds) -> list[Run]:
             algorithm, flags, algo_seeds = ALGOS[algo]
             for seed in seeds or algo_seeds:   # --seeds may also add seeds beyond the suite's own
                 name = f"{task}__{algo}__{seed}"
-                script = "benchmarks/llm_trl.py" if algorithm == "trl-grpo" else "llm_demo.py"
+                script = SCRIPTS.get(algo, "llm_demo.py")
                 runs.append(Run(name, [*TASKS[task], *flags, "--seed", str(seed), *COMMON], script=script,
                                 result=os.path.join(OUT, name + ".json"),
                                 info={"task": task, "algo": algorithm, "variant": algo, "seed": seed,
@@ -209,7 +213,8 @@ def render() -> None:
                              f"{mean_std([r['train_wall_s'] for r in g])[0]:.0f} |")
     present = [algo for algo in ALGOS if any(key[1] == algo for key in groups)]
     lines += ["", "Each run's flags beyond the task's (TRL's settings: `benchmarks/llm_trl.py`): " + "; ".join(
-        f"{algo} `{' '.join(ALGOS[algo][1]) or '(the defaults)'}`" for algo in present if algo != "trl-grpo") + ". "
+        f"{algo} `{' '.join(ALGOS[algo][1]) or '(the defaults)'}`" + (f" through `{SCRIPTS[algo]}`" if algo in SCRIPTS else "")
+        for algo in present if algo != "trl-grpo") + ". "
               f"`suite.json` holds the runs of {', '.join(MAIN)}, one setting per algorithm; `suite_variants.json` the "
               "others, each record's `variant` naming its row here."]
     # the goals as the issue sets them, over seeds 1-3; again over every seed where some setting has more

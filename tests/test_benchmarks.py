@@ -1,6 +1,7 @@
 """The benchmark runner (benchmarks/runner.py): finished runs are skipped, interrupted ones resumed, what a
 run wrote is read back, and every results/<name>.md ends with where its figures came from. Scripts stand
 in for sppo.py where only the runner's bookkeeping is under test; one real sppo.py run checks the rest."""
+import csv
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from benchmarks import runner  # noqa: E402
-from benchmarks.runner import RESULTS, Run, launch, run_all  # noqa: E402
+from benchmarks.runner import RESULTS, Run, launch, load_json, run_all, save_json  # noqa: E402
 
 # a stand-in for sppo.py: writes runs/<--run-name>/progress.csv and model.pt (or continues the run of
 # --resume <folder>/model.pt), one row per call, recording its flags; --fail exits with an error
@@ -173,3 +174,30 @@ def test_suite_json_is_the_issues_list_one_record_per_run():
     assert all(r["variant"] not in llm_suite.MAIN and r["variant"] in llm_suite.ALGOS for r in variants)
     seen = [(r["task"], r["variant"], r["seed"]) for r in runs + variants]
     assert len(seen) == len(set(seen))
+
+
+def test_oracle_value_sets_sppos_baseline_from_the_base_policys_pass_rates(tmp_path, monkeypatch):
+    """benchmarks/llm_oracle_value.py: the table holds one smoothed pass rate (right + 1/2) / (n + 1) per
+    training problem, estimated once and read back after; inside the run the logged V is the table's, not the
+    critic's (which starts at the first batch's rate); llm_demo is itself again afterwards."""
+    import llm_demo
+    from benchmarks import llm_oracle_value as oracle
+    from tiny_lm import make_tiny_lm
+    monkeypatch.setattr(oracle, "RESULTS", str(tmp_path / "results"))
+    monkeypatch.setattr(oracle, "SAMPLES", 2)
+    monkeypatch.chdir(tmp_path)
+    model = make_tiny_lm(str(tmp_path / "tiny"))
+    args = ["--model", model, "--n-train", "8", "--n-eval", "2", "--steps", "2", "--batch-size", "4", "--max-new-tokens",
+            "4", "--eval-k", "1", "--threads", "1", "--log-every", "0", "--run-name", "o"]
+    setup = llm_demo.setup
+    assert oracle.main(args) == 0
+    table = load_json(str(tmp_path / "results" / "llm" / "oracle_value" / "arithmetic-d1.json"))
+    assert len(table["values"]) == 8 and set(table["values"].values()) <= {(k + 0.5) / 3 for k in range(3)}
+    with open(tmp_path / "runs" / "o" / "progress.csv") as f:
+        logged = [float(r["value"]) for r in csv.DictReader(f)]
+    # the tiny random model never answers right: every V* is 0.5 / 3, where the critic would say 0.5 / 5
+    assert logged == pytest.approx([0.5 / 3] * 2)
+    assert llm_demo.setup is setup and llm_demo.compute_advantages.__module__ == "llm_demo"
+    table["values"] = {"another question": 0.5}
+    save_json(str(tmp_path / "results" / "llm" / "oracle_value" / "arithmetic-d1.json"), table)
+    assert oracle.main([*args[:-1], "o2"]) == 2   # a table of other problems: one clear line, no traceback
