@@ -89,9 +89,7 @@ def oracle(values: dict[str, float]):
             by_prompt[tuple(ids)] = values[question]
         return run
 
-    def oracle_advantages(a, batch, critic):
-        if a.algo != "sppo":
-            return critic_advantages(a, batch, critic)
+    def oracle_advantages(a, batch, critic):   # main() admits --algo sppo alone
         value = torch.tensor([by_prompt[tuple(ids[m.bool()].tolist())] for ids, m in zip(batch.prompt_ids, batch.prompt_mask)],
                              device=batch.rewards.device)
         return estimate(a.algo, batch.rewards, Baselines(prompt_value=value)), value
