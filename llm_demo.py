@@ -90,12 +90,12 @@ class LLMArgs:
     kl_coef: float = opt(0.0, "KL penalty to the initial policy (k3 estimator); needs a frozen reference copy")
     norm_adv: bool = opt(True, "standardise advantages over the batch's responses, as a batch-mean baseline "
                                "on top of V(prompt) (the paper: no, --no-norm-adv)")
-    flat_batches: str = opt("skip", "with --norm-adv, a batch whose rewards are all equal (none right): skip (zero "
-                            "advantages, as GRPO's group without spread; Adam still steps on the zero gradient, so "
-                            "the momentum of earlier steps moves the policy, as in TRL) | hold (zero advantages and "
-                            "no step: the policy and its Adam moments stay as they are; also a GRPO/RLOO batch with no "
-                            "group that has spread) | standardize (its R - V, which differs only by the critic's view "
-                            "of each prompt)", choices=("skip", "hold", "standardize"))
+    flat_batches: str = opt("hold", "with --norm-adv, a batch whose rewards are all equal (none right): hold (zero "
+                            "advantages and no policy step: the policy and its Adam moments stay as they are; also a "
+                            "GRPO/RLOO batch with no group that has spread) | skip (zero advantages, as GRPO's group "
+                            "without spread, but Adam still steps on the zero gradient: the momentum of earlier steps "
+                            "moves the policy, as in TRL) | standardize (its R - V, which differs only by the critic's "
+                            "view of each prompt)", choices=("hold", "skip", "standardize"))
     max_grad_norm: float = opt(1.0, "gradient clipping (0: off)")
     eval_k: int = opt(2, "samples per held-out problem for Avg@k (at --temperature); greedy is scored beside it")
     eval_every: int = opt(0, "also score the held-out set every N steps (0: only before and after); the training clock pauses")
@@ -231,8 +231,8 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     step_adv = per_step(advantages, mask.T).T if advantages.dim() == 1 else advantages   # [B, L]
     if a.norm_adv:   # objective.py's [T, B] layout: one column per response (standardize counts the responses)
         # A batch in which every response got the same reward (commonly: none right) holds no evidence about
-        # which response was better. --flat-batches skip (the default) gives it zero advantages, as GRPO's
-        # group without spread (the critic still learns from it). standardize standardises it all the same:
+        # which response was better. --flat-batches hold (the default) and skip give it zero advantages, as
+        # GRPO's group without spread (the critic still learns from it). standardize standardises it all the same:
         # its A = R - V then ranks failures by the critic's opinion of each prompt, blown up to +-1, a
         # full-size step of noise -- on a task solved ~1% of the time, most steps (results/llm/defaults/README.md:
         # difficulty 2, seed 1, 1.3% -> 1.0% standardised, 1.3% -> 30.8% skipped). Per process, as standardize
@@ -244,7 +244,9 @@ def update(a: LLMArgs, policy: Policy, critic, reference, optimizer, batch: Roll
     # Zero advantages are a zero policy gradient, but not a zero step: Adam moves each weight by
     # lr * m / sqrt(v), and the moments m, v still hold the earlier steps' gradients -- on a zero gradient
     # the policy drifts on along its last direction, ~10 steps' worth in all (m decays by 0.9 a step, v by
-    # 0.999). TRL's GRPOTrainer does the same on a batch without spread. --flat-batches hold drops the
+    # 0.999). TRL's GRPOTrainer does the same on a batch without spread, and so does --flat-batches skip; on
+    # multiply, seed 4, one right answer in the first batch and none after, skip's drift took the policy from
+    # 4.7% to 0.0% (results/README.md, the LLM task suite). --flat-batches hold (the default) drops the
     # policy's gradient instead (None: Adam leaves the weight and its moments alone) whenever every
     # advantage is 0 and no KL term pulls on it; the critic still learns from the batch. The policy's forward
     # then runs without a graph (its entropy is still logged) and its backward not at all: no weight can move,
@@ -593,9 +595,9 @@ class Run:
         out = []
         if w["zero"] >= QUIET_STEPS and "zero" not in w["said"]:
             w["said"].add("zero")
-            out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Then R - V only "
-                       "teaches 'not this' and, once V has learned the 0, nothing at all (zero_adv_frac in progress.csv); "
-                       "GRPO's groups are all flat. The task is too hard for the model as sampled: try a larger "
+            out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Such a batch "
+                       "teaches the policy nothing (zero_adv_frac 1 in progress.csv; under the default --flat-batches hold "
+                       "it takes no step at all); GRPO's groups are all flat. The task is too hard for the model as sampled: try a larger "
                        "--max-new-tokens (are responses cut at the limit?), --temperature 1.0, an easier task, or a "
                        "--prompt-style the model follows.")
         if row["response_len"] <= min(0.5 * w["first_len"], 6) and "short" not in w["said"]:
@@ -859,7 +861,7 @@ def taught_nothing(a: LLMArgs, batch: Rollout, step_adv: torch.Tensor) -> dict:
     """Two shares that say how much of a batch carried no signal (nano-aha-moment logs the first):
     zero_adv_frac    responses whose advantage, as the update uses it (after --norm-adv), is 0 (|A| < 1e-3
                      on every token): no gradient. A batch without a right answer is all zeros
-                     (1.0) under --flat-batches skip (the default) and hold; under standardize only while V is
+                     (1.0) under --flat-batches hold (the default) and skip; under standardize only while V is
                      the same for every prompt (the first step); without --norm-adv R - V = -V pushes
                      every response down;
     flat_group_frac  grpo/rloo: groups whose G rewards are all equal (no spread: every advantage 0); '' otherwise.

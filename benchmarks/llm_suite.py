@@ -11,7 +11,7 @@ held-out problems, Avg@2 at the training temperature, greedy beside it):
 The last two are files a user would bring (GSM8K-format JSONL, written by this script with a fixed held-out
 split of 200; committed, so the runs need no generation). On each task: Sequence-Level PPO, GRPO (G = 8) and
 TRL's GRPOTrainer with three seeds, token-level PPO and RLOO with one; every run is a fresh process at the
-demo's defaults (only the algorithm and the task change), one thread each, two at once. Finished runs are kept
+demo's defaults (only the algorithm, the task and the label's flags change), one thread each, two at once. Finished runs are kept
 in results/llm/suite/<task>__<label>__<seed>.json and skipped next time. results/llm/suite.json is a list with
 one record per run (task, algo, variant, seed, flags, accuracy_before, accuracy_after, train_wall_s, ...) of
 each algorithm's suite setting (MAIN); suite_variants.json the same for the candidate settings tried on the
@@ -122,33 +122,36 @@ TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("m
 # algorithm is the record's `algo` (sppo, ppo, grpo, rloo, trl-grpo), the label its `variant`. MAIN holds one
 # label per algorithm: its runs are the suite's comparison (results/llm/suite.json); the other labels are
 # candidate settings measured on the way to the defaults (results/llm/suite_variants.json). suite.md shows both.
+SKIP = ["--flat-batches", "skip"]   # the default until hold replaced it: the labels whose runs it made say so
 ALGOS = {
     "sppo": ("sppo", [], (1, 2, 3)),
-    # the default before: a batch without reward spread standardised too (results/llm/defaults/README.md)
+    # the default before hold: a batch without a right answer gets zero advantages, but Adam's momentum still
+    # moves the policy on it (multiply, seed 4: one right answer at step 1, none after, 4.7% -> 0.0%)
+    "sppo-skip": ("sppo", SKIP, (1, 2, 3)),
+    # the default before skip: a batch without reward spread standardised too (results/llm/defaults/README.md)
     "sppo-standardize": ("sppo", ["--flat-batches", "standardize"], (1,)),
     # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
     # collapsed on multiply where TRL's did not)
-    "sppo-anneal": ("sppo", ["--anneal-lr"], (1, 2, 3)),
-    # a candidate default: a batch without a right answer takes no policy step at all (under skip Adam's
-    # momentum still moves the policy on it)
-    "sppo-hold": ("sppo", ["--flat-batches", "hold"], (1, 2, 3)),
+    "sppo-anneal": ("sppo", ["--anneal-lr", *SKIP], (1, 2, 3)),
     # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
-    "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1, 2, 3)),
+    "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv", *SKIP], (1, 2, 3)),
     # the TRL recipe split one factor at a time, to find which of its three settings carries multiply and which
     # costs arith-d1: the paper's raw R - V(prompt) alone, then TRL's lr and schedule alone
-    "sppo-no-norm": ("sppo", ["--no-norm-adv"], (1, 2, 3)),
-    "sppo-trl-lr": ("sppo", ["--lr", "2e-5", "--anneal-lr"], (1, 2, 3)),
+    "sppo-no-norm": ("sppo", ["--no-norm-adv", *SKIP], (1, 2, 3)),
+    "sppo-trl-lr": ("sppo", ["--lr", "2e-5", "--anneal-lr", *SKIP], (1, 2, 3)),
     # a diagnostic, not a candidate: V(prompt) replaced by the base policy's pass rate on each training problem
     # (benchmarks/llm_oracle_value.py). Is a per-prompt baseline what SPPO lacks where its critic learns none?
     "sppo-oracle-v": ("sppo", [], (1, 2, 3)),
-    "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8"], (1, 2, 3)),
+    # the other algorithms ran under skip: hold differs for them only on a batch in which no group has spread
+    "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8", *SKIP], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
     # 0.2 at rho = 1, gradient norm 1, Adam without weight decay), so the two should agree
-    "grpo-as-trl": ("grpo", ["--algo", "grpo", "--group-size", "8", "--lr", "2e-5", "--anneal-lr", "--no-norm-adv"], (1,)),
+    "grpo-as-trl": ("grpo", ["--algo", "grpo", "--group-size", "8", "--lr", "2e-5", "--anneal-lr", "--no-norm-adv", *SKIP],
+                    (1,)),
     "trl-grpo": ("trl-grpo", [], (1, 2, 3)),   # benchmarks/llm_trl.py: TRL's GRPOTrainer on the same task and protocol
-    "ppo": ("ppo", ["--algo", "ppo", "--ratio", "token"], (1,)),
-    "rloo": ("rloo", ["--algo", "rloo", "--group-size", "8"], (1,)),
+    "ppo": ("ppo", ["--algo", "ppo", "--ratio", "token", *SKIP], (1,)),
+    "rloo": ("rloo", ["--algo", "rloo", "--group-size", "8", *SKIP], (1,)),
 }
 MAIN = ("sppo", "ppo", "grpo", "rloo", "trl-grpo")
 SCRIPTS = {"trl-grpo": "benchmarks/llm_trl.py", "sppo-oracle-v": "benchmarks/llm_oracle_value.py"}   # else llm_demo.py
@@ -194,7 +197,8 @@ def render() -> None:
         return
     k = records[0]["eval_k"]
     lines = ["# The LLM demo's task suite", "",
-             f"Each run: the demo's defaults with only the task and the algorithm changed; 200 held-out problems, "
+             f"Each run: the demo's defaults with only the task, the algorithm and the flags below changed; 200 held-out "
+             "problems, "
              f"Avg@{k} at the training temperature before → after training (mean ± std over seeds; gain in points). "
              "Training seconds: one thread per run, on a machine that was also running other work: compare them "
              "only between runs made side by side.", "",

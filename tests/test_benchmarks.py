@@ -148,8 +148,8 @@ def test_suite_declares_its_own_seeds_unless_told_others():
     names = lambda seeds: [r.name for r in llm_suite.declare(["multiply"], ["sppo", "ppo"], seeds)]
     assert names([]) == ["multiply__sppo__1", "multiply__sppo__2", "multiply__sppo__3", "multiply__ppo__1"]
     assert names([4, 5]) == ["multiply__sppo__4", "multiply__sppo__5", "multiply__ppo__4", "multiply__ppo__5"]
-    run = llm_suite.declare(["arith-d2"], ["sppo-hold"], [2])[0]
-    assert run.info["flags"] == ["--difficulty", "2", "--flat-batches", "hold"] and run.info["seed"] == 2
+    run = llm_suite.declare(["arith-d2"], ["sppo-skip"], [2])[0]
+    assert run.info["flags"] == ["--difficulty", "2", "--flat-batches", "skip"] and run.info["seed"] == 2
 
 
 def test_suite_json_is_the_issues_list_one_record_per_run():
@@ -166,12 +166,14 @@ def test_suite_json_is_the_issues_list_one_record_per_run():
         assert r["task"] in llm_suite.TASKS and 0 <= r["accuracy_after"] <= 1
         assert r["flags"] == [*llm_suite.TASKS[r["task"]], *llm_suite.ALGOS[r["variant"]][1]]
     assert len({(r["algo"], r["variant"]) for r in runs}) == len({r["algo"] for r in runs})
-    # a record is what its label says: at the defaults (--norm-adv, --flat-batches skip) a step whose batch
+    # a record is what its label says: at the defaults (--norm-adv, --flat-batches hold) a step whose batch
     # had no right answer gave every response a zero advantage (under standardize or --no-norm-adv, not)
     for r in runs:
         if r["algo"] == "sppo":
             assert all(p["zero_adv_frac"] == 1 for p in r["reward_curve"] if p["reward"] == 0), (r["task"], r["seed"])
     assert all(r["variant"] not in llm_suite.MAIN and r["variant"] in llm_suite.ALGOS for r in variants)
+    for r in variants:   # a candidate's flags are its label's too (the records of a changed default say so)
+        assert r["flags"] == [*llm_suite.TASKS[r["task"]], *llm_suite.ALGOS[r["variant"]][1]], (r["task"], r["variant"])
     seen = [(r["task"], r["variant"], r["seed"]) for r in runs + variants]
     assert len(seen) == len(set(seen))
 
