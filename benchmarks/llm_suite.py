@@ -133,6 +133,9 @@ ALGOS = {
     # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
     # collapsed on multiply where TRL's did not)
     "sppo-anneal": ("sppo", ["--anneal-lr", *SKIP], (1, 2, 3)),
+    # the same schedule under hold: sppo-anneal's multiply collapse (seed 3) came on batches without a right answer,
+    # where skip's momentum moves the policy and hold's does not; TRL's lr trade-off (sppo-trl-lr) was in its size
+    "sppo-anneal-hold": ("sppo", ["--anneal-lr"], (1, 2, 3)),
     # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
     "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv", *SKIP], (1, 2, 3)),
     # the TRL recipe split one factor at a time, to find which of its three settings carries multiply and which
