@@ -11,11 +11,11 @@ held-out problems, Avg@2 at the training temperature, greedy beside it):
 The last two are files a user would bring (GSM8K-format JSONL, written by this script with a fixed held-out
 split of 200; committed, so the runs need no generation). On each task: Sequence-Level PPO, GRPO (G = 8) and
 TRL's GRPOTrainer with three seeds, token-level PPO and RLOO with one; every run is a fresh process at the
-demo's defaults (only the algorithm, the task and the label's flags change), one thread each, two at once. Finished runs are kept
-in results/llm/suite/<task>__<label>__<seed>.json and skipped next time. results/llm/suite.json is a list with
-one record per run (task, algo, variant, seed, flags, accuracy_before, accuracy_after, train_wall_s, ...) of
-each algorithm's suite setting (MAIN); suite_variants.json the same for the candidate settings tried on the
-way; suite.md is the table and suite.png every run's learning curve.
+demo's defaults (only the algorithm, the task and the label's flags change), one thread each, two at once.
+Finished runs are kept in results/llm/suite/<task>__<label>__<seed>.json and skipped next time.
+results/llm/suite.json is a list with one record per run (task, algo, variant, seed, flags, accuracy_before,
+accuracy_after, train_wall_s, ...) of each algorithm's suite setting (MAIN); suite_variants.json the same for
+the candidate settings tried on the way; suite.md is the table and suite.png every run's learning curve.
 
     python benchmarks/llm_suite.py --write-data           # the two JSONL tasks (already committed)
     python benchmarks/llm_suite.py                        # every missing run (hours), then the table
@@ -133,8 +133,8 @@ ALGOS = {
     # a candidate default: the policy's lr decayed linearly to 0 (TRL's schedule; our GRPO at a constant 3e-5
     # collapsed on multiply where TRL's did not)
     "sppo-anneal": ("sppo", ["--anneal-lr", *SKIP], (1, 2, 3)),
-    # the same schedule under hold: sppo-anneal's multiply collapse (seed 3) came on batches without a right answer,
-    # where skip's momentum moves the policy and hold's does not; TRL's lr trade-off (sppo-trl-lr) was in its size
+    # the same schedule under hold, in case sppo-anneal's multiply collapse (seed 3) was skip's momentum. It was
+    # not: the two runs are one to step 14 and both find no right answer from step 15 (not adopted)
     "sppo-anneal-hold": ("sppo", ["--anneal-lr"], (1, 2, 3)),
     # SPPO with the recipe that brought the demo's GRPO level with TRL's on multiply (grpo-as-trl)
     "sppo-trl-recipe": ("sppo", ["--lr", "2e-5", "--anneal-lr", "--no-norm-adv", *SKIP], (1, 2, 3)),
@@ -145,7 +145,8 @@ ALGOS = {
     # a diagnostic, not a candidate: V(prompt) replaced by the base policy's pass rate on each training problem
     # (benchmarks/llm_oracle_value.py). Is a per-prompt baseline what SPPO lacks where its critic learns none?
     "sppo-oracle-v": ("sppo", [], (1, 2, 3)),
-    # the other algorithms ran under skip: hold differs for them only on a batch in which no group has spread
+    # the other algorithms ran under skip: hold differs for them only on a batch that teaches nothing (GRPO's
+    # and RLOO's with no group that has spread, PPO's with every reward equal)
     "grpo": ("grpo", ["--algo", "grpo", "--group-size", "8", *SKIP], (1, 2, 3)),
     # the demo's GRPO set as TRL's GRPOTrainer is: its lr and schedule, and no standardising over the batch on
     # top of the groups' own. The rest is alike already (the group's std, the token-mean over the batch, clip
