@@ -596,10 +596,11 @@ class Run:
         if w["zero"] >= QUIET_STEPS and "zero" not in w["said"]:
             w["said"].add("zero")
             out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Such a batch "
-                       "teaches the policy nothing (zero_adv_frac 1 in progress.csv; under the default --flat-batches hold "
-                       "it takes no step at all); GRPO's groups are all flat. The task is too hard for the model as sampled: try a larger "
-                       "--max-new-tokens (are responses cut at the limit?), --temperature 1.0, an easier task, or a "
-                       "--prompt-style the model follows.")
+                       "holds no evidence of which response was better: under --norm-adv it gets zero advantages "
+                       "(zero_adv_frac 1 in progress.csv) and, under --flat-batches hold, no step; without it R - V "
+                       "only teaches 'not this'. GRPO's groups are all flat. The task is too hard for the model as "
+                       "sampled: try a larger --max-new-tokens (are responses cut at the limit?), --temperature 1.0, "
+                       "an easier task, or a --prompt-style the model follows.")
         if row["response_len"] <= min(0.5 * w["first_len"], 6) and "short" not in w["said"]:
             w["said"].add("short")
             out.append(f"warning: responses have shrunk from {w['first_len']:.0f} to {row['response_len']:.0f} tokens "
