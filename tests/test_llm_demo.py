@@ -565,3 +565,20 @@ def test_a_too_long_prompt_is_named_by_its_line_in_the_file(tmp_path, monkeypatc
     assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, *flags, "--max-prompt-tokens", 300) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 " in err[0] and "(the first, " + data + ":7, has " in err[0], err
+
+
+def test_a_run_says_once_when_no_response_has_been_right_for_a_while_and_when_responses_shrink():
+    """Run.watch, the issue's 'say it while it happens': the first warning comes at QUIET_STEPS steps in a
+    row with batch reward 0 (a right answer resets the count), the second when the mean response length falls
+    to half its first value and at most 6 tokens; each is said once."""
+    run = SimpleNamespace(is_main=True)
+    watch = lambda reward, length: llm_demo.Run.watch(run, {"reward": reward, "response_len": length})
+    assert watch(0.0, 20) == [] and watch(0.1, 20) == []          # a right answer: the count starts again
+    said = [watch(0.0, 20) for _ in range(llm_demo.QUIET_STEPS)]
+    assert said[:-1] == [[]] * (llm_demo.QUIET_STEPS - 1)
+    assert len(said[-1]) == 1 and said[-1][0].startswith(f"warning: no response has been right for {llm_demo.QUIET_STEPS} steps")
+    assert watch(0.0, 7) == []                                    # said once; 7 tokens is not yet short
+    short = watch(0.0, 6)
+    assert len(short) == 1 and short[0].startswith("warning: responses have shrunk from 20 to 6 tokens")
+    assert watch(0.0, 3) == []
+    assert llm_demo.Run.watch(SimpleNamespace(is_main=False), {"reward": 0.0, "response_len": 1}) == []
