@@ -1,14 +1,16 @@
 """The LLM demo's task suite: do the defaults learn on tasks they were not chosen on?
 
-Four offline tasks of different base accuracy and answer form, each scored with the demo's protocol (200
+Five offline tasks of different base accuracy and answer form, each scored with the demo's protocol (200
 held-out problems, Avg@2 at the training temperature, greedy beside it):
 
     arith-d1    the built-in generated word problems, difficulty 1 (the task the defaults were chosen on)
     arith-d2    the same generator at difficulty 2 (one multiplication)
     multiply    bare two-digit x one-digit products, in four phrasings        results/llm/data/multiply_*.jsonl
     multistep   two- and three-step word problems of other stories and forms    results/llm/data/multistep_*.jsonl
+    addition    bare two-digit sums, in four phrasings                        results/llm/data/addition_*.jsonl
 
-The last two are files a user would bring (GSM8K-format JSONL, written by this script with a fixed held-out
+addition was added after the defaults were chosen on the other four, to check they were not tuned to them.
+The last three are files a user would bring (GSM8K-format JSONL, written by this script with a fixed held-out
 split of 200; committed, so the runs need no generation). On each task: Sequence-Level PPO, GRPO (G = 8) and
 TRL's GRPOTrainer with three seeds, token-level PPO and RLOO with one; every run is a fresh process at the
 demo's defaults (only the algorithm, the task and the label's flags change), one thread each, two at once.
@@ -17,7 +19,7 @@ results/llm/suite.json is a list with one record per run (task, algo, variant, s
 accuracy_after, train_wall_s, ...) of each algorithm's suite setting (MAIN); suite_variants.json the same for
 the candidate settings tried on the way; suite.md is the table and suite.png every run's learning curve.
 
-    python benchmarks/llm_suite.py --write-data           # the two JSONL tasks (already committed)
+    python benchmarks/llm_suite.py --write-data           # the three JSONL tasks (already committed)
     python benchmarks/llm_suite.py                        # every missing run (hours), then the table
     python benchmarks/llm_suite.py --tasks multiply --algos sppo --seeds 1
     python benchmarks/llm_suite.py --tasks multiply --algos sppo trl-grpo --seeds 4 5   # seeds beyond the suite's
@@ -40,7 +42,7 @@ OUT = os.path.join(RESULTS, "llm", "suite")
 
 
 # ================================================================================================
-# The two tasks a user brings as files. Each generator returns (question, integer answer).
+# The three tasks a user brings as files. Each generator returns (question, integer answer).
 # ================================================================================================
 def multiply(rng: random.Random) -> tuple[str, int]:
     a, b = rng.randint(10, 99), rng.randint(2, 9)
@@ -78,7 +80,15 @@ def multistep(rng: random.Random) -> tuple[str, int]:
             f"How many stickers does {name} have now?", start - lost + groups * each)
 
 
-GENERATORS = {"multiply": multiply, "multistep": multistep}
+def addition(rng: random.Random) -> tuple[str, int]:
+    """Written after the defaults were chosen, as a check they were not tuned to the other four: a neighbour of
+    multiply (bare sums of two two-digit numbers, four phrasings), the kind of file a user tries first."""
+    a, b = rng.randint(10, 99), rng.randint(10, 99)
+    form = rng.choice(["What is {a} + {b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"])
+    return form.format(a=a, b=b), a + b
+
+
+GENERATORS = {"multiply": multiply, "multistep": multistep, "addition": addition}
 
 
 def make(generator, n: int, seed: int, exclude: frozenset = frozenset()) -> list:
@@ -97,15 +107,19 @@ def numbers(question: str) -> tuple:
     return tuple(re.findall(r"\d+", question))
 
 
-SIZES = {"multiply": 500, "multistep": 2000}   # training problems (multiply has 720 distinct pairs in all)
+SIZES = {"multiply": 500, "multistep": 2000, "addition": 500}   # training problems (multiply has 720 distinct pairs)
+# seeds of the held-out and the training problems (addition's files were first written outside the repository, for a
+# check by hand, with these; the generator and the files are unchanged since)
+SEEDS = {"multiply": (1, 2), "multistep": (1, 2), "addition": (11, 12)}
 
 
-def write_data() -> None:
+def write_data(folder: str = DATA) -> None:
     for name, generator in GENERATORS.items():
-        test = make(generator, 200, seed=1)
-        train = make(generator, SIZES[name], seed=2, exclude=frozenset(numbers(p.question) for p in test))
+        test_seed, train_seed = SEEDS[name]
+        test = make(generator, 200, seed=test_seed)
+        train = make(generator, SIZES[name], seed=train_seed, exclude=frozenset(numbers(p.question) for p in test))
         for split, problems in (("train", train), ("test", test)):
-            path = os.path.join(DATA, f"{name}_{split}.jsonl")
+            path = os.path.join(folder, f"{name}_{split}.jsonl")
             llm_tasks.write_jsonl(problems, path)
             print(f"{path}: {len(problems)} problems")
 
@@ -117,7 +131,8 @@ def files(name: str) -> list[str]:
     return ["--data-file", f"results/llm/data/{name}_train.jsonl", "--eval-file", f"results/llm/data/{name}_test.jsonl"]
 
 
-TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("multiply"), "multistep": files("multistep")}
+TASKS = {"arith-d1": [], "arith-d2": ["--difficulty", "2"], "multiply": files("multiply"), "multistep": files("multistep"),
+         "addition": files("addition")}
 # label -> (algorithm, flags beyond the task's, seeds). The label names a run's settings and its files; the
 # algorithm is the record's `algo` (sppo, ppo, grpo, rloo, trl-grpo), the label its `variant`. MAIN holds one
 # label per algorithm: its runs are the suite's comparison (results/llm/suite.json); the other labels are
@@ -276,7 +291,7 @@ def goals(groups: dict, title: str = "## Goals") -> list[str]:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--write-data", action="store_true", help="write the two JSONL tasks and stop")
+    p.add_argument("--write-data", action="store_true", help="write the three JSONL tasks and stop")
     p.add_argument("--render", action="store_true", help="only rebuild the table and the figure")
     p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     p.add_argument("--algos", nargs="+", choices=list(ALGOS), default=list(ALGOS))

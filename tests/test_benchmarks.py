@@ -152,6 +152,20 @@ def test_suite_declares_its_own_seeds_unless_told_others():
     assert run.info["flags"] == ["--difficulty", "2", "--flat-batches", "skip"] and run.info["seed"] == 2
 
 
+def test_suite_task_files_are_what_their_generators_write(tmp_path):
+    """The committed JSONL tasks are reproducible: --write-data writes the same bytes, and no held-out problem
+    is a training one with other words (the key of a problem is its numbers)."""
+    from benchmarks import llm_suite
+    llm_suite.write_data(str(tmp_path))
+    for name in llm_suite.GENERATORS:
+        for split in ("train", "test"):
+            ours = (tmp_path / f"{name}_{split}.jsonl").read_bytes()
+            assert ours == open(os.path.join(RESULTS, "llm", "data", f"{name}_{split}.jsonl"), "rb").read(), (name, split)
+        keys = [{llm_suite.numbers(json.loads(line)["question"]) for line in open(tmp_path / f"{name}_{split}.jsonl")}
+                for split in ("train", "test")]
+        assert not keys[0] & keys[1] and len(keys[1]) == 200, name
+
+
 def test_suite_json_is_the_issues_list_one_record_per_run():
     """results/llm/suite.json: a list, one record per run, each with the fields the suite promises and
     `algo` one of the five algorithms; one setting (variant) per algorithm, so a mean over `algo` is a mean
