@@ -278,7 +278,7 @@ def goals(groups: dict, title: str = "## Goals") -> list[str]:
             ds, dt = gain(sppo), gain(trl)
             ws, wt = (mean_std([r["train_wall_s"] for r in g])[0] for g in (sppo, trl))
             verdict = [f"gain {'yes' if ds >= dt else f'no, {100 * (dt - ds):.1f} points short'}",
-                       f"wall-clock {'yes' if ws <= wt else f'no, {100 * (ws / wt - 1):.0f}% more'}"]
+                       f"wall-clock {'yes' if ws <= wt else f'no, {100 * (ws / wt - 1):.1f}% more'}"]
             lines.append(f"| SPPO's mean gain ≥ TRL GRPO's, at no more wall-clock | {task} | {100 * ds:+.1f} vs "
                          f"{100 * dt:+.1f} points ({len(sppo)} and {plural(len(trl), 'seed')}); {ws:.0f} vs {wt:.0f} s | "
                          f"{'; '.join(verdict)} |")
