@@ -55,7 +55,8 @@ class LLMArgs:
     dataset: str = opt("arithmetic", "arithmetic (generated word problems, offline) | gsm8k (the hub's openai/gsm8k)",
                        choices=("arithmetic", "gsm8k"))
     data_file: str = opt("", "train on this GSM8K-format JSONL (question, answer with '#### N') instead")
-    eval_file: str = opt("", "score on this GSM8K-format JSONL (default: held-out part of the training data)")
+    eval_file: str = opt("", "score on the first --n-eval problems of this GSM8K-format JSONL (default: --n-eval "
+                             "problems held out from the training data)")
     difficulty: int = opt(1, "arithmetic: 1 (one small step) .. 5 (three steps)", choices=llm_tasks.DIFFICULTIES)
     prompt_style: str = opt("answer", "answer (ask for just the number) | think (think briefly, then 'The answer is N.')",
                             choices=llm_tasks.STYLES)
@@ -595,10 +596,12 @@ class Run:
         out = []
         if w["zero"] >= QUIET_STEPS and "zero" not in w["said"]:
             w["said"].add("zero")
+            flat = ("every group is flat, so every advantage is 0 (flat_group_frac 1 in progress.csv) and, under "
+                    "--flat-batches hold, no step is taken" if ESTIMATORS[self.a.algo].grouped else
+                    "under --norm-adv it gets zero advantages (zero_adv_frac 1 in progress.csv) and, under "
+                    "--flat-batches hold, no step; without it R - V only teaches 'not this'")
             out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Such a batch "
-                       "holds no evidence of which response was better: under --norm-adv it gets zero advantages "
-                       "(zero_adv_frac 1 in progress.csv) and, under --flat-batches hold, no step; without it R - V "
-                       "only teaches 'not this'. GRPO's groups are all flat. The task is too hard for the model as "
+                       f"holds no evidence of which response was better: {flat}. The task is too hard for the model as "
                        "sampled: try a larger --max-new-tokens (are responses cut at the limit?), --temperature 1.0, "
                        "an easier task, or a --prompt-style the model follows.")
         if row["response_len"] <= min(0.5 * w["first_len"], 6) and "short" not in w["said"]:
@@ -692,6 +695,12 @@ def setup(a: LLMArgs) -> Run:
             f"{len(eval_set)} held-out problems; loaded in {run.load_s:.1f} s" + (f"; {n_proc} processes" if n_proc > 1 else "")
             + (f"; {torch.get_num_threads()} CPU thread(s)" if device.type == "cpu" else ""),
             flush=True)
+    # two files of one's own may share problems; a held-out score over trained problems measures recall too
+    shared = len({p.question for p in eval_set} & {p.question for p in train_set})
+    if shared:
+        run.say(f"warning: {shared} of the {len(eval_set)} held-out questions are also training questions (the same "
+                "text): the held-out score then counts problems the policy was trained on; pass an --eval-file that "
+                "shares none with the training data", flush=True)
     if ckpt is not None:
         barrier()   # every process has checked the folder (run_folder) before a model.pt appears in it
         if not os.path.isfile(run.ckpt_path):   # a resumed copy, where run_folder found no model.pt: from

@@ -307,7 +307,7 @@ def load_jsonl(path: str) -> list[Problem]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); "
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg.removesuffix(' at')} at column {e.colno}); "
                                     "expected one JSON object per line") from None
                 problems.append(_problem(record, f"{path}:{lineno}"))
     except UnicodeDecodeError:

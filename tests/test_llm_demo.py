@@ -567,18 +567,33 @@ def test_a_too_long_prompt_is_named_by_its_line_in_the_file(tmp_path, monkeypatc
     assert len(err) == 1 and "1 " in err[0] and "(the first, " + data + ":7, has " in err[0], err
 
 
+def test_a_held_out_file_that_shares_questions_with_training_is_named(tmp_path, monkeypatch, capsys, tiny):
+    """A user's two files may overlap: the run says how many held-out questions it trained on (and goes on)."""
+    train, held_out = problems_file(tmp_path / "t.jsonl", 12), problems_file(tmp_path / "e.jsonl", 4)
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--data-file", train,
+               "--eval-file", held_out) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "held-out questions" in line]
+    assert said == [said[0]] and said[0].startswith("warning: 4 of the 4 held-out questions are also training questions")
+    assert run(tmp_path, monkeypatch, "--model", tiny, "--steps", 1, *TINY_FLAGS, "--run-name", "apart") == 0
+    assert "held-out questions" not in capsys.readouterr().out   # the generator keeps its two sets apart
+
+
 def test_a_run_says_once_when_no_response_has_been_right_for_a_while_and_when_responses_shrink():
     """Run.watch, the issue's 'say it while it happens': the first warning comes at QUIET_STEPS steps in a
     row with batch reward 0 (a right answer resets the count), the second when the mean response length falls
     to half its first value and at most 6 tokens; each is said once."""
-    run = SimpleNamespace(is_main=True)
+    run = SimpleNamespace(is_main=True, a=SimpleNamespace(algo="sppo"))
     watch = lambda reward, length: llm_demo.Run.watch(run, {"reward": reward, "response_len": length})
     assert watch(0.0, 20) == [] and watch(0.1, 20) == []          # a right answer: the count starts again
     said = [watch(0.0, 20) for _ in range(llm_demo.QUIET_STEPS)]
     assert said[:-1] == [[]] * (llm_demo.QUIET_STEPS - 1)
     assert len(said[-1]) == 1 and said[-1][0].startswith(f"warning: no response has been right for {llm_demo.QUIET_STEPS} steps")
+    assert "zero_adv_frac" in said[-1][0] and "group" not in said[-1][0]   # each algorithm is told what it does
+    grpo = SimpleNamespace(is_main=True, a=SimpleNamespace(algo="grpo"))
+    told = [llm_demo.Run.watch(grpo, {"reward": 0.0, "response_len": 20}) for _ in range(llm_demo.QUIET_STEPS)][-1]
+    assert len(told) == 1 and "every group is flat" in told[0] and "R - V" not in told[0]
     assert watch(0.0, 7) == []                                    # said once; 7 tokens is not yet short
     short = watch(0.0, 6)
     assert len(short) == 1 and short[0].startswith("warning: responses have shrunk from 20 to 6 tokens")
     assert watch(0.0, 3) == []
-    assert llm_demo.Run.watch(SimpleNamespace(is_main=False), {"reward": 0.0, "response_len": 1}) == []
+    assert llm_demo.Run.watch(SimpleNamespace(is_main=False, a=run.a), {"reward": 0.0, "response_len": 1}) == []

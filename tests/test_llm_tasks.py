@@ -333,7 +333,8 @@ def test_write_then_load_is_the_identity(tmp_path):
 
 
 @pytest.mark.parametrize("content, lineno, what", [
-    (GOOD + "\n{oops\n", 2, "not valid JSON"),
+    (GOOD + "\n{oops\n", 2, "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+    (GOOD + '\n{"question": "a\tb", "answer": "#### 1"}\n', 2, "not valid JSON (Invalid control character at column 16)"),
     ("[1, 2]\n", 1, "not an object"),
     (GOOD + "\n\n" + json.dumps({"question": "q"}) + "\n", 3, "no 'answer' field"),
     (json.dumps({"answer": "#### 1"}) + "\n", 1, "no 'question' field"),
