@@ -596,14 +596,15 @@ class Run:
         out = []
         if w["zero"] >= QUIET_STEPS and "zero" not in w["said"]:
             w["said"].add("zero")
-            flat = ("every group is flat, so every advantage is 0 (flat_group_frac 1 in progress.csv) and, under "
-                    "--flat-batches hold, no step is taken" if ESTIMATORS[self.a.algo].grouped else
-                    "under --norm-adv it gets zero advantages (zero_adv_frac 1 in progress.csv) and, under "
-                    "--flat-batches hold, no step; without it R - V only teaches 'not this'")
+            grouped = ESTIMATORS[self.a.algo].grouped
+            zero = ("every group is flat, so every advantage is 0 (flat_group_frac 1 in progress.csv)" if grouped else
+                    "under --norm-adv it gets zero advantages (zero_adv_frac 1 in progress.csv)")
+            raw = "" if grouped else "; without --norm-adv R - V only teaches 'not this'"
             out.append(f"warning: no response has been right for {w['zero']} steps (batch reward 0). Such a batch "
-                       f"holds no evidence of which response was better: {flat}. The task is too hard for the model as "
-                       "sampled: try a larger --max-new-tokens (are responses cut at the limit?), --temperature 1.0, "
-                       "an easier task, or a --prompt-style the model follows.")
+                       f"holds no evidence of which response was better: {zero} and, under --flat-batches hold, no "
+                       f"step{raw}. The task is too hard for the model as sampled: try a larger --max-new-tokens (are "
+                       "responses cut at the limit?), --temperature 1.0, an easier task, or a --prompt-style the model "
+                       "follows.")
         if row["response_len"] <= min(0.5 * w["first_len"], 6) and "short" not in w["said"]:
             w["said"].add("short")
             out.append(f"warning: responses have shrunk from {w['first_len']:.0f} to {row['response_len']:.0f} tokens "
